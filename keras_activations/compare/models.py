@@ -1,0 +1,254 @@
+"""The networks `compare` trains: the same MLP or CNN, once per activation.
+
+Each activation gets the weight initialization it calls for: He for the
+rectifier and ELU families, LeCun normal for SELU (self-normalization needs
+it), Glorot for the squashing sigmoid/tanh family.
+"""
+
+import dataclasses
+
+import keras
+
+# Keras's own activations that `compare` accepts besides the package's own.
+KERAS_ACTIVATIONS = (
+    "relu",
+    "sigmoid",
+    "tanh",
+    "softplus",
+    "softsign",
+    "hard_sigmoid",
+    "silu",
+    "gelu",
+    "mish",
+    "linear",
+)
+
+# Activations that want Glorot (variance-preserving for odd, bounded functions).
+_GLOROT = ("sigmoid", "tanh", "softsign", "hard_sigmoid", "linear")
+# Activations that want LeCun normal.
+_LECUN = ("selu",)
+
+_INIT_REASON = {
+    "he_normal": "He normal, for rectifiers",
+    "lecun_normal": "LeCun normal, for self-normalization",
+    "glorot_uniform": "Glorot uniform, for sigmoid/tanh-like",
+}
+
+
+class UnknownActivationError(ValueError):
+    """An activation name `compare` does not know; the message lists the known ones."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ActivationChoice:
+    """One activation as `compare` uses it.
+
+    Attributes:
+        name: The name given on the command line, e.g. `"elu"`.
+        initializer: Keras initializer name for the weights feeding it.
+        source: `"keras_activations"` or `"keras"`.
+    """
+
+    name: str
+    initializer: str
+    source: str
+
+    @property
+    def init_reason(self):
+        """E.g. `"He normal, for rectifiers"`."""
+        return _INIT_REASON[self.initializer]
+
+
+def package_activations():
+    """Names of the package's own activations (empty before the core lands)."""
+    import keras_activations
+
+    available = getattr(keras_activations, "available", None)
+    return list(available()) if available is not None else []
+
+
+def known_activations():
+    """Sorted names `compare` accepts: the package's own plus some of Keras's."""
+    return sorted(set(package_activations()) | set(KERAS_ACTIVATIONS))
+
+
+def initializer_for(name):
+    """The Keras initializer name an activation calls for.
+
+    Args:
+        name: Activation name.
+
+    Returns:
+        `"lecun_normal"` for SELU, `"glorot_uniform"` for sigmoid, tanh and
+        other squashing functions, `"he_normal"` otherwise.
+
+    Example:
+
+    >>> initializer_for("selu"), initializer_for("tanh"), initializer_for("elu")
+    ('lecun_normal', 'glorot_uniform', 'he_normal')
+    """
+    if name in _LECUN:
+        return "lecun_normal"
+    if name in _GLOROT:
+        return "glorot_uniform"
+    return "he_normal"
+
+
+def resolve(name):
+    """Turns an activation name into an `ActivationChoice`.
+
+    The package's own activations win over Keras's of the same name
+    (`elu`, `selu`, `leaky_relu`).
+
+    Args:
+        name: An activation name, e.g. `"prelu"`.
+
+    Returns:
+        An `ActivationChoice`.
+
+    Raises:
+        UnknownActivationError: `name` is not known; the message lists the
+            known names.
+
+    Example:
+
+    >>> resolve("relu")
+    ActivationChoice(name='relu', initializer='he_normal', source='keras')
+    """
+    name = name.strip()
+    if name in package_activations():
+        source = "keras_activations"
+    elif name in KERAS_ACTIVATIONS:
+        source = "keras"
+    else:
+        raise UnknownActivationError(
+            f"unknown activation {name!r} in --activations; known: "
+            f"{', '.join(known_activations())}."
+        )
+    return ActivationChoice(name, initializer_for(name), source)
+
+
+def activation_layer(choice, name, conv=False, seed=None):
+    """A fresh activation layer for one hidden layer.
+
+    Args:
+        choice: An `ActivationChoice` (not `maxout`, which `build_model`
+            handles because it changes the width of the layer before it).
+        name: Layer name.
+        conv: True in a CNN (PReLU then learns one slope per channel).
+        seed: Seed for RReLU's random slopes.
+
+    Returns:
+        A Keras layer.
+    """
+    if choice.source == "keras":
+        return keras.layers.Activation(choice.name, name=name)
+    import keras_activations as ka
+
+    factories = {
+        "elu": lambda: ka.ELU(name=name),
+        "selu": lambda: ka.SELU(name=name),
+        "celu": lambda: ka.CELU(name=name),
+        "pelu": lambda: ka.PELU(name=name),
+        "isrlu": lambda: ka.ISRLU(name=name),
+        "leaky_relu": lambda: ka.LeakyReLU(name=name),
+        "abs_rectifier": lambda: ka.AbsRectifier(name=name),
+        "prelu": lambda: ka.PReLU(
+            shared_axes=[1, 2] if conv else None, name=name
+        ),
+        "rrelu": lambda: ka.RReLU(seed=seed, name=name),
+    }
+    if choice.name not in factories:
+        # A package activation without a layer of its own: wrap the function.
+        return keras.layers.Activation(ka.get(choice.name), name=name)
+    return factories[choice.name]()
+
+
+def build_model(
+    choice,
+    input_shape,
+    num_classes,
+    model="mlp",
+    depth=10,
+    width=64,
+    maxout_pieces=2,
+    seed=0,
+):
+    """Builds the network `compare` trains for one activation.
+
+    `mlp`: `depth` hidden layers `Dense(width) -> activation`, then a softmax
+    `Dense(num_classes)`. `cnn`: `depth` layers `Conv2D(width, 3) ->
+    activation`, a 2x2 max-pool after every second one while the feature
+    map is at least 4x4, then global average pooling and the softmax layer.
+    For `maxout`, each hidden layer is `Dense(width * maxout_pieces) ->
+    Maxout(width)`. Hidden layers are named `dense_00`/`conv_00` and
+    `act_00`, input to output.
+
+    Args:
+        choice: An `ActivationChoice` (see `resolve`).
+        input_shape: Shape of one image, e.g. `(8, 8, 1)`.
+        num_classes: Number of classes.
+        model: `"mlp"` or `"cnn"`. Defaults to `"mlp"`.
+        depth: Number of hidden layers. Defaults to 10.
+        width: Units (MLP) or filters (CNN) per hidden layer. Defaults to 64.
+        maxout_pieces: Pieces per maxout unit. Defaults to 2.
+        seed: Seed of the initializers. Defaults to 0.
+
+    Returns:
+        An uncompiled `keras.Model`.
+
+    Example:
+
+    >>> m = build_model(resolve("tanh"), (8, 8, 1), 10, depth=3, width=16)
+    >>> [layer.name for layer in m.layers][:4]
+    ['input', 'flatten', 'dense_00', 'act_00']
+    """
+    if model not in ("mlp", "cnn"):
+        raise ValueError(f"--model must be 'mlp' or 'cnn', got {model!r}.")
+    if depth < 1:
+        raise ValueError(f"--depth must be a positive integer, got {depth}.")
+    if width < 1:
+        raise ValueError(f"--width must be a positive integer, got {width}.")
+    if maxout_pieces < 1:
+        raise ValueError(
+            f"--maxout-pieces must be a positive integer, got {maxout_pieces}."
+        )
+    conv = model == "cnn"
+    inputs = keras.Input(shape=tuple(input_shape), name="input")
+    x = inputs
+    if not conv:
+        x = keras.layers.Flatten(name="flatten")(x)
+    spatial = min(input_shape[0], input_shape[1]) if conv else None
+    is_maxout = choice.name == "maxout"
+    units = width * maxout_pieces if is_maxout else width
+    for i in range(depth):
+        init = keras.initializers.get(
+            {"class_name": choice.initializer, "config": {"seed": seed + i}}
+        )
+        if conv:
+            x = keras.layers.Conv2D(
+                units, 3, padding="same", kernel_initializer=init,
+                name=f"conv_{i:02d}",
+            )(x)
+        else:
+            x = keras.layers.Dense(
+                units, kernel_initializer=init, name=f"dense_{i:02d}"
+            )(x)
+        if is_maxout:
+            import keras_activations as ka
+
+            x = ka.Maxout(num_units=width, axis=-1, name=f"act_{i:02d}")(x)
+        else:
+            x = activation_layer(choice, f"act_{i:02d}", conv=conv, seed=seed)(x)
+        if conv and i % 2 == 1 and spatial >= 4:
+            x = keras.layers.MaxPooling2D(2, name=f"pool_{i:02d}")(x)
+            spatial //= 2
+    if conv:
+        x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    outputs = keras.layers.Dense(
+        num_classes,
+        activation="softmax",
+        kernel_initializer=keras.initializers.GlorotUniform(seed=seed + depth),
+        name="output",
+    )(x)
+    return keras.Model(inputs, outputs, name=f"{model}_{choice.name}")
