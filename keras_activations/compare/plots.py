@@ -9,7 +9,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 def _finish(fig, ax, path):
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="small", ncol=2)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize="small", ncol=2)
+    else:
+        ax.text(0.5, 0.5, "nothing to show for these activations",
+                ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
