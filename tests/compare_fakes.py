@@ -46,7 +46,7 @@ class FakeMonitor(keras.callbacks.Callback):
             if feeder not in names:
                 feeder = a.name.replace("act_", "conv_")
             kernels[a.name] = model.get_layer(feeder).kernel
-        probe = keras.Model(model.inputs, [a.output for a in acts])
+        probe = keras.Model(model.input, [a.output for a in acts])
         with tf.GradientTape() as tape:
             loss = keras.losses.sparse_categorical_crossentropy(y, model(x))
             loss = tf.reduce_mean(loss)

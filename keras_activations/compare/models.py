@@ -2,7 +2,7 @@
 
 Each activation gets the weight initialization it calls for: He for the
 rectifier and ELU families, LeCun normal for SELU (self-normalization needs
-it), Glorot for the squashing sigmoid/tanh family.
+it) and maxout, Glorot for the squashing sigmoid/tanh family.
 """
 
 import dataclasses
@@ -25,12 +25,14 @@ KERAS_ACTIVATIONS = (
 
 # Activations that want Glorot (variance-preserving for odd, bounded functions).
 _GLOROT = ("sigmoid", "tanh", "softsign", "hard_sigmoid", "linear")
-# Activations that want LeCun normal.
-_LECUN = ("selu",)
+# Activations that want LeCun normal: SELU (self-normalization is derived for
+# it) and maxout (the max of 2 i.i.d. zero-mean pieces keeps their second
+# moment, so He's factor 2 would double it at every layer).
+_LECUN = ("selu", "maxout")
 
 _INIT_REASON = {
     "he_normal": "He normal, for rectifiers",
-    "lecun_normal": "LeCun normal, for self-normalization",
+    "lecun_normal": "LeCun normal, for self-normalization / maxout",
     "glorot_uniform": "Glorot uniform, for sigmoid/tanh-like",
 }
 
@@ -79,13 +81,15 @@ def initializer_for(name):
         name: Activation name.
 
     Returns:
-        `"lecun_normal"` for SELU, `"glorot_uniform"` for sigmoid, tanh and
+        `"lecun_normal"` for SELU and maxout, `"glorot_uniform"` for sigmoid, tanh and
         other squashing functions, `"he_normal"` otherwise.
 
     Example:
 
     >>> initializer_for("selu"), initializer_for("tanh"), initializer_for("elu")
     ('lecun_normal', 'glorot_uniform', 'he_normal')
+    >>> initializer_for("maxout")
+    'lecun_normal'
     """
     if name in _LECUN:
         return "lecun_normal"

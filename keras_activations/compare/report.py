@@ -88,7 +88,9 @@ def markdown_table(rows, target_accuracy):
 
 def depth_table(rows, field, fmt="{:.3g}"):
     """A Markdown table activation x depth of one time-averaged monitor field."""
-    depths = sorted({e["depth"] for row in rows for e in row["by_depth"]})
+    depths = sorted(
+        {e["depth"] for row in rows for e in row["by_depth"] if e.get(field) is not None}
+    )
     if not depths:
         return None
     lines = [
@@ -97,6 +99,8 @@ def depth_table(rows, field, fmt="{:.3g}"):
     ]
     for row in rows:
         values = {e["depth"]: e.get(field) for e in row["by_depth"]}
+        if all(v is None for v in values.values()):
+            continue
         cells = [
             "-" if values.get(d) is None else fmt.format(values[d]) for d in depths
         ]
