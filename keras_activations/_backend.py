@@ -48,6 +48,8 @@ def as_float_tensor(x, activation: str, argument: str = "x") -> tf.Tensor:
 
 def param_tensor(value, dtype, activation: str, argument: str) -> tf.Tensor:
     """Converts a (possibly learned) parameter to a tensor of the input's dtype, keeping its gradient."""
+    if not hasattr(value, "dtype"):  # Python numbers and lists: no detour through float32
+        value = tf.convert_to_tensor(value, dtype=dtype)
     value = tf.convert_to_tensor(value)
     if not (value.dtype.is_floating or value.dtype.is_integer):
         raise TypeError(

@@ -9,7 +9,9 @@ from keras_activations.spec import ActivationSpec, GradAtZero, check_real, resol
 
 
 def _forward(x, slope, at_zero=None):  # noqa: ARG001 - shares the consts of the backward
-    return tf.where(x >= 0, x, slope * x)
+    # multiply_no_nan: a zero slope gives 0 at x = -inf (like tf.nn.relu), not 0 * -inf = NaN;
+    # NaN inputs fail both comparisons and pass through unchanged.
+    return tf.where(x >= 0, x, tf.where(x < 0, tf.math.multiply_no_nan(x, slope), x))
 
 
 def _derivative(x, slope, at_zero):

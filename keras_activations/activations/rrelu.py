@@ -6,7 +6,7 @@ import keras
 
 from keras_activations._backend import as_float_tensor, compiled, tf
 from keras_activations.activations import _ops
-from keras_activations.activations.rectifiers import _derivative, _leaky
+from keras_activations.activations.rectifiers import _derivative, _forward, _leaky
 from keras_activations.activations.registry import register
 from keras_activations.spec import ActivationSpec, GradAtZero, check_real, resolve_grad_at_zero
 
@@ -25,7 +25,7 @@ def check_bounds(lower, upper, name: str = "rrelu"):
 
 def _sampled_forward(x, slope, at_zero):
     # Returns the output and the derivative, which is all the backward pass needs.
-    return tf.where(x > 0, x, slope * x), _derivative(x, slope, at_zero)
+    return _forward(x, slope), _derivative(x, slope, at_zero)
 
 
 _SAMPLED_FORWARD = compiled(_sampled_forward)
