@@ -1,0 +1,434 @@
+"""Device-side state of `GradientMonitor`: fixed-shape accumulators.
+
+The training step only updates these variables (no `tf.summary` op runs
+inside it, so it stays XLA- and replica-safe); the callback reads them once
+per record with `DeviceState.flush()` and writes the events on the host.
+
+Per step, for every trainable variable: the sum of squares of the applied
+gradient (its norm) and, only when the step has a non-finite value, the
+count of NaN/inf elements. Per step, for every activation site: per-unit
+"fired in this step" counts (`f'(x) > dead_tolerance` for some example),
+the count of unit-example pairs with `f'(x) < saturation_tolerance`, and the
+sum and sum of squares of the outputs.
+
+Only on *snapshot* steps (the last step of a record window; the host sets
+`snap_from` so the device knows): a histogram of each watched variable's
+gradient and of each site's output, and a copy of the gradient (for the
+cosine with the previous record). Histogram edges are `bins` equal-width
+buckets spanning the snapshot's own [min, max] (finite values only), so a
+histogram is exact for its step, like TensorBoard's own; counting is O(n)
+in time and memory (`tf.histogram_fixed_width`, or a segment sum under
+XLA, never a one-hot).
+
+Variables are created outside the traced step, owned by the callback and
+never tracked by the model. Under a `tf.distribute` strategy they are
+`ON_READ` variables: sums over the examples each replica saw use
+`aggregation=SUM`; figures of the all-reduced gradient, identical on every
+replica, use `ONLY_FIRST_REPLICA`. Histogram edges of activations are the
+min/max over all replicas (an all-reduce per step, only when there is more
+than one replica), so the records equal a single-device run's.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+_SUM = tf.VariableAggregation.SUM
+_FIRST = tf.VariableAggregation.ONLY_FIRST_REPLICA
+_NEVER = np.int64(2**62)
+
+
+def _state_variable(value, aggregation, name):
+    return tf.Variable(
+        value,
+        trainable=False,
+        synchronization=tf.VariableSynchronization.ON_READ,
+        aggregation=aggregation,
+        name=name,
+    )
+
+
+def histogram(x, bins, use_segment_sum, safe):
+    """Equal-width histogram of `x` over its own range.
+
+    Args:
+        x: A float32 tensor.
+        bins: Number of buckets.
+        use_segment_sum: Count with `unsorted_segment_sum` (XLA-compatible)
+            instead of `tf.histogram_fixed_width`.
+        safe: Whether `x` may hold NaN/inf; they are left out.
+
+    Returns:
+        `(counts, lohi)`: float64 counts of shape `(bins,)` and the float32
+        `[left, right]` edges of the whole histogram.
+    """
+    flat = tf.reshape(x, [-1])
+    if safe:
+        finite = tf.math.is_finite(flat)
+        lo = tf.reduce_min(tf.where(finite, flat, np.inf))
+        hi = tf.reduce_max(tf.where(finite, flat, -np.inf))
+        any_finite = lo <= hi
+        lo = tf.where(any_finite, lo, 0.0)
+        hi = tf.where(any_finite, hi, 0.0)
+        values = tf.where(finite, flat, lo)
+        n_bad = tf.size(flat) - tf.reduce_sum(tf.cast(finite, tf.int32))
+    else:
+        lo = tf.reduce_min(flat)
+        hi = tf.reduce_max(flat)
+        values = flat
+        n_bad = None
+    hi = tf.where(hi > lo, hi, lo + tf.maximum(tf.abs(lo), 1.0) * 1e-3)
+    return _count(values, lo, hi, bins, use_segment_sum, n_bad)
+
+
+def _count(values, lo, hi, bins, use_segment_sum, n_bad=None):
+    if use_segment_sum:
+        scaled = (values - lo) * (bins / (hi - lo))
+        index = tf.clip_by_value(tf.cast(scaled, tf.int32), 0, bins - 1)
+        counts = tf.math.unsorted_segment_sum(
+            tf.ones_like(values), index, bins
+        )
+    else:
+        counts = tf.histogram_fixed_width(
+            values, tf.stack([lo, hi]), nbins=bins
+        )
+    counts = tf.cast(counts, tf.float64)
+    if n_bad is not None:
+        counts -= tf.one_hot(0, bins, dtype=tf.float64) * tf.cast(
+            n_bad, tf.float64
+        )
+    return counts, tf.stack([lo, hi])
+
+
+class _SiteState:
+    def __init__(self, site, bins, track_dead):
+        self.site = site
+        self.track_dead = track_dead
+        n_alive = site.units if track_dead else 1
+        self.alive = _state_variable(
+            tf.zeros([n_alive], tf.float32), _SUM, "alive"
+        )
+        # [saturated pairs, pairs, sum of outputs, sum of squares]
+        self.stats = _state_variable(tf.zeros([4], tf.float64), _SUM, "stats")
+        self.hist = _state_variable(tf.zeros([bins], tf.float64), _SUM, "hist")
+        self.lohi = _state_variable(tf.zeros([2], tf.float32), _FIRST, "lohi")
+
+
+class DeviceState:
+    """Accumulators of one `fit`, and the ops that update and read them.
+
+    Args:
+        strategy: The model's `tf.distribute` strategy.
+        variables: `(variable, owner name, watched)` triples
+            (`sites.select`), in `model.trainable_variables` order.
+        sites: Activation sites with `units` set.
+        bins: Histogram buckets.
+        dead_tolerance: A unit is alive in a step when `f'(x)` exceeds it
+            for some example.
+        saturation_tolerance: A unit-example pair is saturated when `f'(x)`
+            is below it.
+        use_segment_sum: Count histograms with an XLA-compatible op.
+        var_key: Function mapping a variable to the optimizer's key.
+    """
+
+    def __init__(
+        self,
+        strategy,
+        variables,
+        sites,
+        bins,
+        dead_tolerance,
+        saturation_tolerance,
+        use_segment_sum,
+        var_key,
+    ):
+        self.strategy = strategy
+        self.replicas = strategy.num_replicas_in_sync
+        self.bins = bins
+        self.dead_tolerance = float(dead_tolerance)
+        self.saturation_tolerance = float(saturation_tolerance)
+        self.use_segment_sum = use_segment_sum
+        self.var_key = var_key
+        self.variables = variables
+        self.key_to_pos = {var_key(v): i for i, (v, _, _) in enumerate(variables)}
+        self.watched_pos = [i for i, (_, _, w) in enumerate(variables) if w]
+        n = len(variables)
+        with strategy.scope():
+            self.dstep = _state_variable(
+                tf.zeros([], tf.int64), _FIRST, "dstep"
+            )
+            self.snap_from = tf.Variable(
+                _NEVER, trainable=False, dtype=tf.int64, name="snap_from"
+            )
+            self.snap_dstep = _state_variable(
+                tf.zeros([], tf.int64), _FIRST, "snap_dstep"
+            )
+            self.sumsq = _state_variable(
+                tf.zeros([max(n, 1)], tf.float32), _FIRST, "sumsq"
+            )
+            self.nonfinite = _state_variable(
+                tf.zeros([max(n, 1)], tf.float64), _FIRST, "nonfinite"
+            )
+            w = max(len(self.watched_pos), 1)
+            self.ghist = _state_variable(
+                tf.zeros([w, bins], tf.float64), _FIRST, "ghist"
+            )
+            self.glohi = _state_variable(
+                tf.zeros([w, 2], tf.float32), _FIRST, "glohi"
+            )
+            self.cur = []
+            self.prev = []
+            for i in self.watched_pos:
+                shape = tuple(variables[i][0].shape)
+                self.cur.append(
+                    _state_variable(tf.zeros(shape, tf.float32), _FIRST, "g")
+                )
+                self.prev.append(
+                    _state_variable(tf.zeros(shape, tf.float32), _FIRST, "gp")
+                )
+            self.sites = {}
+            for site in sites:
+                track_dead = site.pieces is not None or (
+                    site.derivative is not None
+                    and (site.can_die or self.dead_tolerance > 0)
+                )
+                site.track_dead = track_dead
+                self.sites[id(site)] = _SiteState(site, bins, track_dead)
+        self._flush_fn = tf.function(self._flush)
+
+    # ---- inside the training step -------------------------------------
+
+    def begin_step(self):
+        self.dstep.assign_add(1)
+
+    def _snapshot_now(self):
+        return self.dstep.read_value() >= self.snap_from.read_value()
+
+    def record_gradients(self, grads_and_vars):
+        """Accumulates figures of the applied gradients (replica context)."""
+        grads = {}
+        for g, v in grads_and_vars:
+            if g is None:
+                continue
+            pos = self.key_to_pos.get(self.var_key(v))
+            if pos is None:
+                continue
+            if isinstance(g, tf.IndexedSlices):
+                g = tf.convert_to_tensor(g)
+            grads[pos] = tf.cast(tf.stop_gradient(g), tf.float32)
+        if not grads:
+            return
+        n = len(self.variables)
+        zero = tf.constant(0.0, tf.float32)
+        sumsq = tf.stack(
+            [
+                tf.reduce_sum(tf.square(grads[i])) if i in grads else zero
+                for i in range(n)
+            ]
+        )
+        self.sumsq.assign(sumsq)
+        finite = tf.reduce_all(tf.math.is_finite(sumsq))
+
+        def count_nonfinite():
+            counts = [
+                (
+                    tf.reduce_sum(
+                        tf.cast(
+                            tf.logical_not(tf.math.is_finite(grads[i])),
+                            tf.float64,
+                        )
+                    )
+                    if i in grads
+                    else tf.constant(0.0, tf.float64)
+                )
+                for i in range(n)
+            ]
+            self.nonfinite.assign_add(tf.stack(counts))
+            return tf.constant(True)
+
+        def nothing():
+            return tf.constant(True)
+
+        tf.cond(finite, nothing, count_nonfinite)
+
+        def snapshot(safe):
+            def fn():
+                hists, lohis = [], []
+                for j, i in enumerate(self.watched_pos):
+                    if i not in grads:
+                        hists.append(tf.zeros([self.bins], tf.float64))
+                        lohis.append(tf.zeros([2], tf.float32))
+                        continue
+                    h, lohi = histogram(
+                        grads[i], self.bins, self.use_segment_sum, safe
+                    )
+                    hists.append(h)
+                    lohis.append(lohi)
+                    self.cur[j].assign(tf.reshape(grads[i], self.cur[j].shape))
+                if hists:
+                    self.ghist.assign(tf.stack(hists))
+                    self.glohi.assign(tf.stack(lohis))
+                self.snap_dstep.assign(self.dstep.read_value())
+                return tf.constant(True)
+
+            return fn
+
+        take = self._snapshot_now()
+        tf.cond(
+            tf.logical_and(take, finite),
+            snapshot(safe=False),
+            lambda: tf.cond(take, snapshot(safe=True), nothing),
+        )
+
+    def record_site(self, site, x, y):
+        """Accumulates figures of one activation site (replica context)."""
+        state = self.sites.get(id(site))
+        if state is None:
+            return
+        rank = len(y.shape)
+        if rank < 2:
+            return
+        axis = site.unit_axis % rank
+        axes = [a for a in range(rank) if a != axis]
+        x = tf.stop_gradient(x)
+        y32 = tf.cast(tf.stop_gradient(y), tf.float32)
+        s1 = tf.reduce_sum(y32)
+        s2 = tf.reduce_sum(tf.square(y32))
+        pairs = tf.cast(tf.size(y32), tf.float32)
+        saturated = tf.constant(0.0, tf.float32)
+        if site.pieces is not None:
+            winner = site.layer.winning_piece(x)
+            won = tf.stack(
+                [
+                    tf.reduce_any(tf.equal(winner, p), axis=axes)
+                    for p in range(site.pieces)
+                ],
+                axis=-1,
+            )
+            state.alive.assign_add(tf.reshape(tf.cast(won, tf.float32), [-1]))
+        elif site.derivative is not None:
+            d = tf.cast(site.derivative(tf.cast(x, tf.float32)), tf.float32)
+            if state.track_dead:
+                fired = tf.reduce_max(d, axis=axes) > self.dead_tolerance
+                state.alive.assign_add(tf.cast(fired, tf.float32))
+            saturated = tf.reduce_sum(
+                tf.cast(d < self.saturation_tolerance, tf.float32)
+            )
+        state.stats.assign_add(
+            tf.cast(tf.stack([saturated, pairs, s1, s2]), tf.float64)
+        )
+        finite = tf.logical_and(tf.math.is_finite(s1), tf.math.is_finite(s2))
+        bins = self.bins
+        segment = self.use_segment_sum
+        if self.replicas > 1:
+            lo, hi = self._global_range(y32)
+
+            def take_hist():
+                flat = tf.reshape(y32, [-1])
+                ok = tf.math.is_finite(flat)
+                values = tf.where(ok, flat, lo)
+                n_bad = tf.size(flat) - tf.reduce_sum(tf.cast(ok, tf.int32))
+                counts, lohi = _count(values, lo, hi, bins, segment, n_bad)
+                state.hist.assign(counts)
+                state.lohi.assign(lohi)
+                return tf.constant(True)
+
+            tf.cond(self._snapshot_now(), take_hist, lambda: tf.constant(True))
+            return
+
+        def hist(safe):
+            def fn():
+                counts, lohi = histogram(y32, bins, segment, safe)
+                state.hist.assign(counts)
+                state.lohi.assign(lohi)
+                return tf.constant(True)
+
+            return fn
+
+        take = self._snapshot_now()
+        tf.cond(
+            tf.logical_and(take, finite),
+            hist(False),
+            lambda: tf.cond(take, hist(True), lambda: tf.constant(True)),
+        )
+
+    def _global_range(self, y32):
+        """[min, max] of finite values over all replicas (replica context)."""
+        flat = tf.reshape(y32, [-1])
+        ok = tf.math.is_finite(flat)
+        lo = tf.reduce_min(tf.where(ok, flat, np.inf))
+        hi = tf.reduce_max(tf.where(ok, flat, -np.inf))
+        ctx = tf.distribute.get_replica_context()
+        mine = tf.one_hot(ctx.replica_id_in_sync_group, self.replicas) > 0
+        both = tf.stack(
+            [
+                tf.where(mine, lo, tf.zeros_like(lo)),
+                tf.where(mine, hi, tf.zeros_like(hi)),
+            ]
+        )
+        both = ctx.all_reduce(tf.distribute.ReduceOp.SUM, both)
+        lo = tf.reduce_min(both[0])
+        hi = tf.reduce_max(both[1])
+        any_finite = lo <= hi
+        lo = tf.where(any_finite, lo, 0.0)
+        hi = tf.where(any_finite, hi, 0.0)
+        hi = tf.where(hi > lo, hi, lo + tf.maximum(tf.abs(lo), 1.0) * 1e-3)
+        return lo, hi
+
+    # ---- on the host ----------------------------------------------------
+
+    def set_snapshot_from(self, dstep):
+        """Snapshots are taken at every step whose device step >= dstep."""
+        self.snap_from.assign(np.int64(dstep))
+
+    def _flush(self, window_start):
+        snap_dstep = self.snap_dstep.read_value()
+        keep_gradient = snap_dstep > window_start
+        out = {
+            "dstep": self.dstep.read_value(),
+            "snap_dstep": snap_dstep,
+            "sumsq": self.sumsq.read_value(),
+            "nonfinite": self.nonfinite.read_value(),
+            "ghist": self.ghist.read_value(),
+            "glohi": self.glohi.read_value(),
+        }
+        dots, prev_sq, cur_sq, currents = [], [], [], []
+        for cur, prev in zip(self.cur, self.prev):
+            c = cur.read_value()
+            p = prev.read_value()
+            dots.append(tf.reduce_sum(c * p))
+            prev_sq.append(tf.reduce_sum(p * p))
+            cur_sq.append(tf.reduce_sum(c * c))
+            currents.append(c)
+
+        def keep():
+            for prev, c in zip(self.prev, currents):
+                prev.assign(c)
+            return tf.constant(True)
+
+        if dots:
+            with tf.control_dependencies(dots + prev_sq):
+                tf.cond(keep_gradient, keep, lambda: tf.constant(True))
+            out["dot"] = tf.stack(dots)
+            out["prev_sq"] = tf.stack(prev_sq)
+            out["cur_sq"] = tf.stack(cur_sq)
+        self.nonfinite.assign(tf.zeros_like(self.nonfinite))
+        for key, state in self.sites.items():
+            out[f"alive/{key}"] = state.alive.read_value()
+            out[f"stats/{key}"] = state.stats.read_value()
+            out[f"hist/{key}"] = state.hist.read_value()
+            out[f"lohi/{key}"] = state.lohi.read_value()
+            state.alive.assign(tf.zeros_like(state.alive))
+            state.stats.assign(tf.zeros_like(state.stats))
+        return out
+
+    def flush(self, window_start):
+        """Reads every accumulator as NumPy and resets the window sums.
+
+        Args:
+            window_start: Device step count when the window began. If a
+                snapshot was taken since, its gradient becomes the
+                "previous" one for the next record's cosine.
+        """
+        with self.strategy.scope():
+            out = self._flush_fn(tf.constant(window_start, tf.int64))
+        return {k: v.numpy() for k, v in out.items()}

@@ -1,0 +1,142 @@
+"""The depth-profile picture of a record, drawn with NumPy.
+
+Three stacked panels with one bar per watched layer, input at the left:
+
+1. gradient norm on a log scale (blue; grey lines at every power of ten),
+2. dead fraction from 0 to 1 (red; grey lines at 0.25, 0.5, 0.75),
+3. activation mean, around a zero line (green; bars up for positive).
+
+A missing value (a layer without weights or without an activation site) is
+a short grey tick. Drawing with NumPy costs well under a millisecond, so a
+picture can be written with every record; `plot_record` draws the same
+figure with matplotlib, with labels, for notebooks and reports.
+"""
+
+import math
+
+import numpy as np
+
+_BG = (255, 255, 255)
+_GRID = (220, 220, 220)
+_AXIS = (90, 90, 90)
+_MISSING = (170, 170, 170)
+_COLORS = ((31, 119, 180), (214, 39, 40), (44, 160, 44))
+
+
+def _panel(values, kind, width, height, bar, gap):
+    img = np.empty((height, width, 3), np.uint8)
+    img[:] = _BG
+    present = [v for v in values if v is not None and math.isfinite(v)]
+    if kind == "log":
+        logs = [math.log10(v) for v in present if v > 0]
+        lo = math.floor(min(logs)) if logs else -1
+        hi = math.ceil(max(logs)) if logs else 0
+        if hi == lo:
+            hi = lo + 1
+        for k in range(lo, hi + 1):
+            y = int(round((hi - k) / (hi - lo) * (height - 1)))
+            img[y, :] = _GRID
+
+        def top(v):
+            if v <= 0:
+                return height - 1
+            return (hi - math.log10(v)) / (hi - lo) * (height - 1)
+
+        base = height - 1
+    elif kind == "fraction":
+        for f in (0.25, 0.5, 0.75):
+            img[int(round((1 - f) * (height - 1))), :] = _GRID
+
+        def top(v):
+            return (1 - min(max(v, 0.0), 1.0)) * (height - 1)
+
+        base = height - 1
+    else:
+        scale = max([abs(v) for v in present] + [1e-12])
+        base = (height - 1) // 2
+
+        def top(v):
+            return base - v / scale * base
+
+    img[int(base), :] = _AXIS
+    for i, v in enumerate(values):
+        x0 = gap + i * (bar + gap)
+        if v is None or not math.isfinite(v):
+            img[int(base) - 2 : int(base) + 1, x0 : x0 + bar] = _MISSING
+            continue
+        t = int(round(top(v)))
+        y0, y1 = sorted((t, int(base)))
+        img[y0 : y1 + 1, x0 : x0 + bar] = _COLORS[
+            {"log": 0, "fraction": 1, "mean": 2}[kind]
+        ]
+    return img
+
+
+def depth_profile(record, bar=16, gap=6, height=64):
+    """Draws a record's depth profile.
+
+    Args:
+        record: One `GradientMonitor` record.
+        bar: Bar width in pixels.
+        gap: Gap between bars in pixels.
+        height: Height of each of the three panels in pixels.
+
+    Returns:
+        A `uint8` array of shape `(3 * height + 8, width, 3)`.
+    """
+    layers = sorted(record["layers"].values(), key=lambda e: e["depth"])
+    n = max(len(layers), 1)
+    width = max(gap + n * (bar + gap), 64)
+    panels = []
+    for key, kind in (
+        ("gradient_norm", "log"),
+        ("dead_fraction", "fraction"),
+        ("activation_mean", "mean"),
+    ):
+        values = [e.get(key) for e in layers]
+        panels.append(_panel(values, kind, width, height, bar, gap))
+        panels.append(np.full((4, width, 3), 255, np.uint8))
+    return np.concatenate(panels[:-1] + [panels[-1]], axis=0)
+
+
+def plot_record(record, axes=None):
+    """Draws a record's depth profile with matplotlib.
+
+    Args:
+        record: One `GradientMonitor` record.
+        axes: Three matplotlib axes, or `None` to make a new figure.
+
+    Returns:
+        The matplotlib figure.
+
+    Example:
+
+    >>> fig = plot_record(monitor.history[-1])
+    >>> fig.savefig("depth.png")
+    """
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        fig, axes = plt.subplots(3, 1, sharex=True, figsize=(6, 6))
+    else:
+        fig = axes[0].figure
+    items = sorted(record["layers"].items(), key=lambda kv: kv[1]["depth"])
+    names = [name for name, _ in items]
+    x = np.arange(len(items))
+
+    def values(key):
+        return [np.nan if e[key] is None else e[key] for _, e in items]
+
+    axes[0].bar(x, values("gradient_norm"), color="tab:blue")
+    axes[0].set_yscale("log")
+    axes[0].set_ylabel("gradient norm")
+    axes[1].bar(x, values("dead_fraction"), color="tab:red")
+    axes[1].set_ylim(0, 1)
+    axes[1].set_ylabel("dead fraction")
+    axes[2].bar(x, values("activation_mean"), color="tab:green")
+    axes[2].axhline(0, color="grey", lw=0.8)
+    axes[2].set_ylabel("activation mean")
+    axes[2].set_xticks(x, names, rotation=45, ha="right")
+    axes[0].set_title(f"step {record['step']} (epoch {record['epoch']})")
+    fig.tight_layout()
+    return fig
