@@ -41,3 +41,4 @@ from keras_activations.layers import (
 )
 
 __version__ = "0.1.0"
+from keras_activations.monitor import GradientMonitor  # noqa: E402
