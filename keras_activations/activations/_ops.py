@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-from keras_activations._backend import tf, unbroadcast
+from keras_activations._backend import tf
 
 
 def elementwise(x: tf.Tensor, forward: Callable, backward: Callable, consts: Sequence[tf.Tensor],
@@ -35,7 +35,8 @@ def parametric(x: tf.Tensor, params: Sequence[tf.Tensor], forward: Callable, bac
 
     The parameters are explicit inputs of the custom gradient (never captured variables, which
     break under mixed precision), and `backward(saved, dy, *params, *consts)` returns the gradient of
-    `x` and one elementwise gradient per parameter, which is summed down to the parameter's shape.
+    `x` and one gradient per parameter, already summed down to the parameter's shape (inside the
+    compiled body, with `unbroadcast`, so that XLA fuses the reduction into the elementwise pass).
     """
 
     @tf.custom_gradient
@@ -44,9 +45,7 @@ def parametric(x: tf.Tensor, params: Sequence[tf.Tensor], forward: Callable, bac
         saved = outputs if save == "output" else inputs
 
         def grad(upstream):
-            grads = backward(saved, upstream, *values, *consts)
-            reduced = [unbroadcast(g, tf.shape(v), v.dtype) for g, v in zip(grads[1:], values)]
-            return (grads[0], *reduced)
+            return tuple(backward(saved, upstream, *values, *consts))
 
         return outputs, grad
 

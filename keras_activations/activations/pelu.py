@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from keras_activations._backend import as_float_tensor, compiled, param_tensor, tf
+from keras_activations._backend import as_float_tensor, compiled, param_tensor, tf, unbroadcast
 from keras_activations.activations import _ops
 from keras_activations.activations.registry import register
 from keras_activations.spec import ActivationSpec
@@ -27,7 +27,7 @@ def _backward_from_output(y, dy, a, b):
     dx = dy * tf.where(negative, exp_term / b, a / b)
     da = dy * (y / a)
     db = dy * tf.where(negative, -tf.math.multiply_no_nan(tf.math.log1p(y / a), exp_term) / b, -y / b)
-    return dx, da, db
+    return dx, unbroadcast(da, tf.shape(a), a.dtype), unbroadcast(db, tf.shape(b), b.dtype)
 
 
 _FORWARD = compiled(_forward)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from keras_activations._backend import as_float_tensor, compiled, param_tensor, tf
+from keras_activations._backend import as_float_tensor, compiled, param_tensor, tf, unbroadcast
 from keras_activations.activations import _ops
 from keras_activations.activations.registry import register
 from keras_activations.spec import ActivationSpec, GradAtZero, check_real, resolve_grad_at_zero
@@ -82,7 +82,7 @@ def abs_rectifier(x, grad_at_zero: GradAtZero = 0.0):
 def _prelu_backward(x, dy, alpha, at_zero):
     dx = dy * _derivative(x, alpha, at_zero)
     dalpha = dy * tf.minimum(x, tf.zeros_like(x))
-    return dx, dalpha
+    return dx, unbroadcast(dalpha, tf.shape(alpha), alpha.dtype)
 
 
 _PRELU_BACKWARD = compiled(_prelu_backward)
