@@ -103,7 +103,9 @@ class _SiteState:
     def __init__(self, site, bins, track_dead):
         self.site = site
         self.track_dead = track_dead
-        n_alive = site.units if track_dead else 1
+        n_alive = 1
+        if track_dead:
+            n_alive = site.units * (site.pieces or 1)
         self.alive = _state_variable(
             tf.zeros([n_alive], tf.float32), _SUM, "alive"
         )

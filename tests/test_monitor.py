@@ -1,0 +1,357 @@
+"""GradientMonitor: the figures of a record against closed forms.
+
+Most tests train with learning rate 0, so the weights never move and the
+gradient of each batch can be recomputed independently with a GradientTape.
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import pytest
+import keras
+import tensorflow as tf
+
+from keras_activations import GradientMonitor
+
+
+def _fit(model, x, y, monitor=None, batch_size=8, epochs=1, **kwargs):
+    callbacks = [monitor] if monitor is not None else []
+    return model.fit(
+        x,
+        y,
+        batch_size=batch_size,
+        epochs=epochs,
+        shuffle=False,
+        verbose=0,
+        callbacks=callbacks,
+        **kwargs,
+    )
+
+
+def _tape_gradients(model, x, y):
+    with tf.GradientTape() as tape:
+        y_pred = model(x, training=True)
+        loss = model.compute_loss(x=x, y=y, y_pred=y_pred, training=True)
+    grads = tape.gradient(loss, model.trainable_variables)
+    return {v.path: g.numpy().astype(np.float64) for v, g in zip(model.trainable_variables, grads)}
+
+
+def _mlp(activation="tanh", width=6, depth=2, seed=0):
+    keras.utils.set_random_seed(seed)
+    layers = [keras.Input((4,))]
+    layers += [
+        keras.layers.Dense(width, activation=activation, name=f"h{i}")
+        for i in range(depth)
+    ]
+    layers += [keras.layers.Dense(1, name="out")]
+    model = keras.Sequential(layers)
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
+    return model
+
+
+def _data(n=32, seed=1):
+    rng = np.random.RandomState(seed)
+    return rng.rand(n, 4).astype("float32"), rng.randn(n, 1).astype("float32")
+
+
+def test_gradient_figures_equal_tape_gradients():
+    model = _mlp()
+    x, y = _data()
+    monitor = GradientMonitor(update_freq=1, bins=10)
+    _fit(model, x, y, monitor)
+    assert [r["step"] for r in monitor.history] == [1, 2, 3, 4]
+    assert all(r["steps"] == 1 and r["epoch"] == 0 for r in monitor.history)
+    previous = None
+    for k, record in enumerate(monitor.history):
+        grads = _tape_gradients(model, x[8 * k : 8 * k + 8], y[8 * k : 8 * k + 8])
+        total = np.sqrt(sum(np.sum(g**2) for g in grads.values()))
+        np.testing.assert_allclose(record["global_norm"], total, rtol=1e-5)
+        for path, g in grads.items():
+            entry = record["variables"][path]
+            np.testing.assert_allclose(entry["norm"], np.linalg.norm(g), rtol=1e-5)
+            assert entry["nonfinite"] == 0 and entry["size"] == g.size
+            hist = entry["histogram"]
+            np.testing.assert_allclose(hist["edges"][0], g.min(), rtol=1e-5, atol=1e-9)
+            if g.max() > g.min():  # else a narrow bucket right of the single value
+                np.testing.assert_allclose(hist["edges"][-1], g.max(), rtol=1e-5, atol=1e-9)
+            assert hist["counts"].sum() == g.size
+            expected, _ = np.histogram(g, bins=hist["edges"])
+            assert np.abs(hist["counts"] - expected).max() <= 1
+        for name in ("h0", "h1", "out"):
+            layer_grads = [g for p, g in grads.items() if p.split("/")[-2] == name]
+            norm = np.sqrt(sum(np.sum(g**2) for g in layer_grads))
+            np.testing.assert_allclose(record["layers"][name]["gradient_norm"], norm, rtol=1e-5)
+            cosine = record["layers"][name]["gradient_cosine"]
+            if previous is None:
+                assert cosine is None
+            else:
+                a = np.concatenate([g.ravel() for g in layer_grads])
+                b = np.concatenate([g.ravel() for p, g in previous.items() if p.split("/")[-2] == name])
+                np.testing.assert_allclose(cosine, a @ b / np.linalg.norm(a) / np.linalg.norm(b), rtol=1e-4)
+        previous = grads
+
+
+def test_activation_figures_equal_numpy_over_the_window():
+    model = _mlp(activation="tanh")
+    x, y = _data()
+    monitor = GradientMonitor(update_freq="epoch", saturation_tolerance=0.5)
+    _fit(model, x, y, monitor, epochs=2)
+    assert [(r["step"], r["epoch"], r["steps"]) for r in monitor.history] == [(4, 0, 4), (8, 1, 4)]
+    pre = model.layers[0].kernel.numpy().T @ x.T.astype(np.float64)
+    pre = (pre + model.layers[0].bias.numpy()[:, None]).T
+    out = np.tanh(pre)
+    layer = monitor.history[-1]["layers"]["h0"]
+    assert layer["depth"] == 0 and layer["units"] == 6
+    np.testing.assert_allclose(layer["activation_mean"], out.mean(), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(layer["activation_std"], out.std(), rtol=1e-4)
+    np.testing.assert_allclose(layer["saturation"], np.mean(1 - out**2 < 0.5))
+    assert layer["dead_units"] == 0 and layer["dead_fraction"] == 0.0
+    hist = layer["activation_histogram"]  # the window's last batch
+    last = out[-8:]
+    assert hist["counts"].sum() == last.size
+    np.testing.assert_allclose(hist["edges"][[0, -1]], [last.min(), last.max()], rtol=1e-5)
+    assert monitor.history[-1]["layers"]["out"]["units"] is None  # linear: no site
+
+
+def _planted_dense():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4,))
+    h = keras.layers.Dense(8, activation="elu", name="elu_layer")(inputs)
+    h = keras.layers.Dense(
+        8,
+        activation="relu",
+        kernel_initializer=keras.initializers.Constant(0.01),
+        bias_initializer=keras.initializers.Constant(-10.0),
+        name="dead_layer",
+    )(h)
+    model = keras.Model(inputs, keras.layers.Dense(1)(h))
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    return model
+
+
+def test_planted_dead_dense_layer_is_exactly_all_dead_and_warned():
+    model = _planted_dense()
+    x, y = _data()
+    monitor = GradientMonitor()
+    with pytest.warns(UserWarning, match="'dead_layer'"):
+        _fit(model, x, y, monitor, epochs=2)
+    for record in monitor.history:
+        assert record["layers"]["dead_layer"]["dead_units"] == 8
+        assert record["layers"]["dead_layer"]["dead_fraction"] == 1.0
+        assert record["layers"]["elu_layer"]["dead_units"] == 0
+        assert record["layers"]["elu_layer"]["units"] == 8
+        # A dead layer passes no gradient: its kernel gradient is exactly 0.
+        assert record["variables"]["dead_layer/kernel"]["norm"] == 0.0
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_planted_dead_conv_channels(data_format):
+    keras.utils.set_random_seed(0)
+    shape = (5, 5, 3) if data_format == "channels_last" else (3, 5, 5)
+    model = keras.Sequential(
+        [
+            keras.Input(shape),
+            keras.layers.Conv2D(
+                4,
+                3,
+                activation="relu",
+                data_format=data_format,
+                kernel_initializer=keras.initializers.Constant(0.01),
+                bias_initializer=keras.initializers.Constant([-10.0, -10.0, 10.0, 10.0]),
+                name="conv",
+            ),
+            keras.layers.Flatten(),
+            keras.layers.Dense(1),
+        ]
+    )
+    # TF's CPU kernels have no NCHW convolution; XLA does.
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.0),
+        loss="mse",
+        jit_compile=data_format == "channels_first",
+    )
+    x = np.random.RandomState(0).rand(16, *shape).astype("float32")
+    monitor = GradientMonitor(update_freq=1, dead_warning_threshold=None)
+    _fit(model, x, np.zeros((16, 1), "float32"), monitor)
+    for record in monitor.history:
+        conv = record["layers"]["conv"]
+        assert conv["units"] == 4 and conv["dead_units"] == 2
+        assert conv["activation_histogram"]["counts"].sum() == 8 * 3 * 3 * 4
+
+
+def test_unit_firing_for_one_example_is_alive_only_in_its_windows():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((1,)),
+            keras.layers.Dense(
+                2,
+                activation="relu",
+                kernel_initializer=keras.initializers.Constant(1.0),
+                bias_initializer=keras.initializers.Constant([-0.5, -10.0]),
+                name="units",
+            ),
+            keras.layers.Dense(1),
+        ]
+    )
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
+    x = np.zeros((16, 1), "float32")
+    x[9] = 1.0  # the only example unit 0 fires for: batch 3 of 4
+    y = np.zeros((16, 1), "float32")
+    per_step = GradientMonitor(update_freq=1, dead_warning_threshold=None)
+    _fit(model, x, y, per_step, batch_size=4)
+    assert [r["layers"]["units"]["dead_units"] for r in per_step.history] == [2, 2, 1, 2]
+    per_epoch = GradientMonitor(dead_warning_threshold=None)
+    _fit(model, x, y, per_epoch, batch_size=4)
+    assert [r["layers"]["units"]["dead_units"] for r in per_epoch.history] == [1]
+    two_steps = GradientMonitor(update_freq=2, dead_warning_threshold=None)
+    _fit(model, x, y, two_steps, batch_size=4)
+    assert [r["layers"]["units"]["dead_units"] for r in two_steps.history] == [2, 1]
+
+
+def test_maxout_counts_pieces_that_never_win():
+    from keras_activations import Maxout
+
+    model = keras.Sequential(
+        [
+            keras.Input((1,)),
+            keras.layers.Dense(
+                4,
+                kernel_initializer=keras.initializers.Constant([[1.0, 0.0, 1.0, 0.0]]),
+                bias_initializer=keras.initializers.Constant([0.0, -10.0, 0.0, -10.0]),
+            ),
+            Maxout(num_units=2, name="maxout"),
+            keras.layers.Dense(1),
+        ]
+    )
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
+    x = np.random.RandomState(0).rand(16, 1).astype("float32")
+    monitor = GradientMonitor(dead_warning_threshold=None)
+    _fit(model, x, np.zeros((16, 1), "float32"), monitor)
+    maxout = monitor.history[0]["layers"]["maxout"]
+    assert maxout["units"] == 4 and maxout["dead_units"] == 2
+
+
+def _first_over_last(activation, initializer):
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential(
+        [keras.Input((16,))]
+        + [
+            keras.layers.Dense(16, activation=activation, kernel_initializer=initializer)
+            for _ in range(10)
+        ]
+        + [keras.layers.Dense(1, kernel_initializer=initializer)]
+    )
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
+    x = np.random.RandomState(0).randn(64, 16).astype("float32")
+    y = np.random.RandomState(1).randn(64, 1).astype("float32")
+    monitor = GradientMonitor()
+    _fit(model, x, y, monitor, batch_size=64)
+    layers = monitor.history[0]["layers"]
+    names = sorted(layers, key=lambda n: layers[n]["depth"])
+    return layers[names[0]]["gradient_norm"] / layers[names[9]]["gradient_norm"]
+
+
+def test_vanishing_gradients_sigmoid_against_selu_and_elu():
+    sigmoid = _first_over_last("sigmoid", "glorot_uniform")
+    selu = _first_over_last("selu", "lecun_normal")
+    elu = _first_over_last("elu", "he_normal")
+    assert sigmoid < 1e-3
+    assert 0.1 < selu < 10 and 0.1 < elu < 10
+    assert selu / sigmoid > 100 and elu / sigmoid > 100
+
+
+def test_watching_changes_nothing():
+    def run(with_monitor):
+        keras.utils.set_random_seed(7)
+        model = keras.Sequential(
+            [
+                keras.Input((4,)),
+                keras.layers.Dense(8, activation="relu"),
+                keras.layers.Dropout(0.3),
+                keras.layers.Dense(8, activation="elu"),
+                keras.layers.Dense(1),
+            ]
+        )
+        model.compile(optimizer="adam", loss="mse")
+        x, y = _data()
+        monitor = GradientMonitor(update_freq=2) if with_monitor else None
+        model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[monitor] if monitor else [])
+        return [w.numpy() for w in model.weights]
+
+    for a, b in zip(run(False), run(True)):
+        np.testing.assert_array_equal(a, b)
+
+
+class SubclassedNet(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.hidden = keras.layers.Dense(6, activation="relu", name="hidden")
+        self.out = keras.layers.Dense(1, name="out")
+
+    def call(self, x):
+        return self.out(self.hidden(x))
+
+
+@pytest.mark.parametrize("variant", ["functional_jit", "subclassed_spe3", "frozen"])
+def test_variants_match_tape(variant):
+    keras.utils.set_random_seed(0)
+    x, y = _data(n=48)
+    if variant == "subclassed_spe3":
+        model = SubclassedNet()
+        model(x[:1])
+        model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse", steps_per_execution=3)
+        hidden = "hidden"
+    else:
+        inputs = keras.Input((4,))
+        h = keras.layers.Dense(6, activation="relu", name="hidden")(inputs)
+        h = keras.layers.Dense(6, activation="tanh", name="second")(h)
+        model = keras.Model(inputs, keras.layers.Dense(1, name="out")(h))
+        if variant == "frozen":
+            model.get_layer("hidden").trainable = False
+        model.compile(
+            optimizer=keras.optimizers.SGD(0.0),
+            loss="mse",
+            jit_compile=variant == "functional_jit",
+        )
+        hidden = "hidden"
+    monitor = GradientMonitor(update_freq=3, dead_warning_threshold=None)
+    _fit(model, x, y, monitor)
+    assert [r["step"] for r in monitor.history] == [3, 6]
+    for record in monitor.history:
+        k = record["step"] - 1  # the window's last batch
+        grads = _tape_gradients(model, x[8 * k : 8 * k + 8], y[8 * k : 8 * k + 8])
+        assert set(record["variables"]) == set(grads)
+        total = np.sqrt(sum(np.sum(g**2) for g in grads.values()))
+        np.testing.assert_allclose(record["global_norm"], total, rtol=1e-5)
+        for path, g in grads.items():
+            assert record["variables"][path]["histogram"]["counts"].sum() == g.size
+        layer = record["layers"][hidden]
+        assert layer["units"] == 6 and layer["dead_units"] is not None
+        if variant == "frozen":
+            assert layer["gradient_norm"] is None  # no trainable weights
+            assert "hidden/kernel" not in record["variables"]
+        # dead units over the 3-step window, from the pre-activations
+        window = x[8 * (k - 2) : 8 * k + 8]
+        h_layer = model.get_layer(hidden) if variant != "subclassed_spe3" else model.hidden
+        pre = window @ h_layer.kernel.numpy() + h_layer.bias.numpy()
+        assert layer["dead_units"] == int(np.sum(np.all(pre <= 0, axis=0)))
+
+
+def test_rows_and_csv(tmp_path):
+    model = _mlp()
+    x, y = _data()
+    monitor = GradientMonitor(update_freq=2)
+    _fit(model, x, y, monitor)
+    rows = monitor.to_rows()
+    assert len(rows) == 2 * 3
+    assert rows[0]["layer"] == "h0" and rows[0]["step"] == 2 and rows[0]["depth"] == 0
+    assert rows[0]["global_norm"] == monitor.history[0]["global_norm"]
+    path = tmp_path / "m.csv"
+    assert monitor.to_csv(path) == 6
+    lines = path.read_text().splitlines()
+    assert lines[0].split(",")[:4] == ["step", "epoch", "layer", "depth"]
+    assert len(lines) == 7
+    assert "h1" in monitor.table()
