@@ -14,31 +14,18 @@ import tensorflow_datasets as tfds  # noqa: E402
 
 from keras_activations import cli  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import compare_fakes  # noqa: E402
-
 ACTIVATIONS = ["relu", "sigmoid", "tanh"]
 EPOCHS = 2
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture
-def fake_monitor(monkeypatch):
-    """Replaces GradientMonitor by the stand-in of compare_fakes."""
-    monkeypatch.setattr(
-        cli, "_monitor_factory", lambda: compare_fakes.FakeMonitor
-    )
-
-
 @pytest.fixture(scope="module")
-def comparison(tmp_path_factory, capsys_module=None):
-    """One small comparison shared by the tests that only read its outputs."""
+def comparison(tmp_path_factory):
+    """One small comparison (real GradientMonitor) shared by the tests that read its outputs."""
     out = tmp_path_factory.mktemp("compare") / "run"
     mp = pytest.MonkeyPatch()
-    mp.setattr(cli, "_monitor_factory", lambda: compare_fakes.FakeMonitor)
     try:
         import io
-        import sys
 
         stdout = io.StringIO()
         mp.setattr(sys, "stdout", stdout)
@@ -88,9 +75,9 @@ def test_report_json_contents(comparison):
     rows = {r["activation"]: r for r in report["runs"]}
     # The deep sigmoid net's gradients vanish toward the input; ReLU's do not.
     assert rows["sigmoid"]["grad_ratio"] < 0.1 < rows["relu"]["grad_ratio"]
-    # Only ReLU can die; sigmoid and tanh report no dead fraction.
+    # Only ReLU can die; sigmoid's and tanh's derivatives are never 0.
     assert 0.0 <= rows["relu"]["dead_fraction"] <= 1.0
-    assert rows["sigmoid"]["dead_fraction"] is None
+    assert rows["sigmoid"]["dead_fraction"] == rows["tanh"]["dead_fraction"] == 0.0
     # Bias shift: ReLU's hidden outputs are positive on average, tanh's centered.
     assert rows["relu"]["activation_mean"] > 0.2
     assert abs(rows["tanh"]["activation_mean"]) < 0.2
@@ -159,7 +146,7 @@ def test_bad_activation_lists(tmp_path, capsys, value, message):
     assert message in _error_line(capsys)
 
 
-def test_nonempty_out_needs_overwrite(tmp_path, capsys, fake_monitor):
+def test_nonempty_out_needs_overwrite(tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
     (out / "report.md").write_text("old")
@@ -219,12 +206,12 @@ def test_list_shows_activations_and_inits(capsys):
     assert table["tanh"][-1] == "glorot_uniform"
 
 
-def test_cnn_on_a_tfds_dataset(tmp_path, capsys, fake_monitor):
+def test_cnn_on_a_tfds_dataset(tmp_path, capsys):
     out = tmp_path / "out"
     with tfds.testing.mock_data(num_examples=48):
         rc = cli.main([
             "compare", "--dataset", "mnist", "--data-dir", str(tmp_path / "tfds"),
-            "--model", "cnn", "--activations", "relu,tanh", "--depth", "3",
+            "--model", "cnn", "--activations", "relu", "--depth", "3",
             "--width", "4", "--epochs", "1", "--batch-size", "16",
             "--out", str(out), "--quiet", "--no-export",
         ])
@@ -233,4 +220,4 @@ def test_cnn_on_a_tfds_dataset(tmp_path, capsys, fake_monitor):
     assert report["data"]["name"] == "mnist"
     assert report["data"]["input_shape"] == [28, 28, 1]
     assert report["config"]["model"] == "cnn"
-    assert [len(r["by_depth"]) for r in report["runs"]] == [3, 3]
+    assert [len(r["by_depth"]) for r in report["runs"]] == [3]

@@ -71,7 +71,7 @@ def by_depth(rows, field, path, ylabel, title, log=False):
             continue
         xs, ys = zip(*points)
         ax.plot(xs, ys, marker="o", color=f"C{i % 10}", label=row["activation"])
-    ax.set_xlabel("depth (0 = first watched layer, input side)")
+    ax.set_xlabel("hidden layer (0 = next to the input)")
     ax.set_ylabel(ylabel)
     if log:
         ax.set_yscale("log")

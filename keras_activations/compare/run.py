@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+import re
 import time
 
 import keras
@@ -121,11 +122,11 @@ class OneLineProgress(keras.callbacks.Callback):
         self.stream.flush()
 
 
-def default_monitor(log_dir):
-    """A `keras_activations.GradientMonitor` writing to `log_dir`."""
+def default_monitor(log_dir, layers=None):
+    """A `keras_activations.GradientMonitor` writing to `log_dir`, watching `layers`."""
     from keras_activations import GradientMonitor
 
-    return GradientMonitor(log_dir=log_dir)
+    return GradientMonitor(log_dir=log_dir, layers=layers)
 
 
 def make_optimizer(config):
@@ -161,8 +162,9 @@ def train_one(
         data: A `data.Data`.
         config: A `TrainConfig`.
         log_dir: TensorBoard run directory, or None for no TensorBoard logs.
-        monitor_factory: Callable `log_dir -> callback` with a `history`
-            attribute following docs/CONTRACTS.md; defaults to
+        monitor_factory: Callable `(log_dir, layers) -> callback` with a
+            `history` attribute following docs/CONTRACTS.md, `layers` being
+            the names of the hidden layers to watch; defaults to
             `GradientMonitor`. None trains without a monitor.
         verbose: Keras `fit` verbosity (1: progress bar, 0: silent).
         progress_stream: If given (and `verbose=0`), a one-line progress per
@@ -192,7 +194,8 @@ def train_one(
     callbacks = [timer]
     monitor = None
     if monitor_factory is not None:
-        monitor = monitor_factory(log_dir)
+        hidden = [l.name for l in model.layers if hidden_index(l.name) is not None]
+        monitor = monitor_factory(log_dir, layers=hidden)
         callbacks.append(monitor)
     if log_dir is not None:
         callbacks.append(
@@ -225,30 +228,58 @@ def train_one(
     )
 
 
-def layer_series(monitor_history, field):
-    """Per-layer values of one monitor field across records.
+_HIDDEN = re.compile(r"^(dense|conv|act)_(\d+)$")
+
+# Per-layer monitor fields, and which hidden layer of a pair reports them:
+# the Dense/Conv2D layer has the weights (gradients), the activation layer
+# the units (dead fraction, saturation, activation statistics).
+FIELDS = (
+    "gradient_norm",
+    "gradient_cosine",
+    "dead_fraction",
+    "saturation",
+    "activation_mean",
+    "activation_std",
+)
+
+
+def hidden_index(layer_name):
+    """Index of the hidden layer a monitored layer belongs to, or None.
+
+    `build_model` names hidden layer i's weights `dense_i`/`conv_i` and its
+    activation `act_i`; other layers (input, flatten, pooling, the softmax
+    output) are not hidden layers.
+
+    Example:
+
+    >>> hidden_index("dense_03"), hidden_index("act_03"), hidden_index("output")
+    (3, 3, None)
+    """
+    match = _HIDDEN.match(layer_name)
+    return int(match.group(2)) if match else None
+
+
+def hidden_series(monitor_history, field):
+    """Values of one monitor field per hidden layer, across records.
 
     Args:
-        monitor_history: `GradientMonitor.history`.
+        monitor_history: `GradientMonitor.history` (docs/CONTRACTS.md).
         field: A per-layer field, e.g. `"gradient_norm"`.
 
     Returns:
-        A list of `(depth, layer_name, values)` sorted by depth, `values`
-        being the non-None values of `field` in record order; layers that
-        never report `field` are left out.
+        A dict hidden-layer index -> list of the finite values of `field`
+        reported by that hidden layer's Dense/Conv2D or activation layer, in
+        record order. Hidden layers that never report `field` are left out.
     """
     series = {}
     for record in monitor_history:
         for name, stats in record.get("layers", {}).items():
+            index = hidden_index(name)
             value = stats.get(field)
-            if value is None or not np.isfinite(value):
+            if index is None or value is None or not np.isfinite(value):
                 continue
-            depth, values = series.setdefault(name, (stats["depth"], []))
-            values.append(float(value))
-    return sorted(
-        ((depth, name, values) for name, (depth, values) in series.items()),
-        key=lambda item: item[0],
-    )
+            series.setdefault(index, []).append(float(value))
+    return series
 
 
 def _mean(values):
@@ -259,56 +290,56 @@ def _mean(values):
 def summarize_monitor(monitor_history):
     """Reduces `GradientMonitor.history` to the numbers `compare` reports.
 
+    Only hidden layers count (see `hidden_index`); depth is the hidden
+    layer's index, 0 next to the input.
+
     Args:
         monitor_history: `GradientMonitor.history` (docs/CONTRACTS.md).
 
     Returns:
         A dict:
-        - `grad_ratio`: median over records of the first watched layer's
+        - `grad_ratio`: median over records of the first hidden layer's
           gradient norm over the last one's (well below 1: gradients vanish
-          toward the input; well above 1: they explode).
-        - `dead_fraction`: mean dead fraction over records and layers (None
-          when the activation cannot die, e.g. leaky ReLU or ELU).
-        - `activation_mean`: mean activation over records and hidden layers.
-        - `gradient_cosine`: mean gradient cosine over records and layers.
-        - `saturation`: mean saturated fraction over records and layers.
-        - `by_depth`: a list of dicts, one per watched layer in depth order,
-          with `depth`, `layer` and the time-averaged `gradient_norm`,
-          `dead_fraction`, `activation_mean`, `activation_std`,
-          `gradient_cosine`, `saturation`.
+          on their way to the input; well above 1: they explode).
+        - `dead_fraction`: mean dead fraction over records and hidden layers
+          (None when the monitor reports none, e.g. for sigmoid).
+        - `activation_mean`, `gradient_cosine`, `saturation`: likewise means
+          over records and hidden layers.
+        - `by_depth`: a list of dicts, one per hidden layer in depth order,
+          with `depth` and the mean over records of each of `FIELDS`
+          (None where not reported).
+
+    Example:
+
+    >>> history = [{"layers": {
+    ...     "dense_00": {"depth": 0, "gradient_norm": 0.01},
+    ...     "act_00": {"depth": 1, "dead_fraction": 0.5},
+    ...     "dense_01": {"depth": 2, "gradient_norm": 1.0},
+    ...     "output": {"depth": 4, "gradient_norm": 9.0}}}]
+    >>> summary = summarize_monitor(history)
+    >>> summary["grad_ratio"], summary["dead_fraction"]
+    (0.01, 0.5)
     """
-    fields = (
-        "gradient_norm",
-        "dead_fraction",
-        "activation_mean",
-        "activation_std",
-        "gradient_cosine",
-        "saturation",
-    )
-    by_layer = {}
-    for field in fields:
-        for depth, name, values in layer_series(monitor_history, field):
-            entry = by_layer.setdefault(name, {"depth": depth, "layer": name})
-            entry[field] = _mean(values)
-    by_depth = sorted(by_layer.values(), key=lambda e: e["depth"])
-    for entry in by_depth:
-        for field in fields:
-            entry.setdefault(field, None)
+    series = {field: hidden_series(monitor_history, field) for field in FIELDS}
+    depths = sorted({d for per_depth in series.values() for d in per_depth})
+    by_depth = [
+        {"depth": d, **{f: _mean(series[f].get(d, [])) for f in FIELDS}}
+        for d in depths
+    ]
 
     ratios = []
     for record in monitor_history:
-        norms = sorted(
-            (stats["depth"], stats.get("gradient_norm"))
-            for stats in record.get("layers", {}).values()
-            if stats.get("gradient_norm") is not None
-        )
-        if len(norms) >= 2 and norms[-1][1] > 0:
-            ratios.append(norms[0][1] / norms[-1][1])
+        norms = {}
+        for name, stats in record.get("layers", {}).items():
+            index = hidden_index(name)
+            norm = stats.get("gradient_norm")
+            if index is not None and norm is not None and np.isfinite(norm):
+                norms[index] = float(norm)
+        if len(norms) >= 2 and norms[max(norms)] > 0:
+            ratios.append(norms[min(norms)] / norms[max(norms)])
 
     def overall(field):
-        return _mean(
-            [v for _, _, vs in layer_series(monitor_history, field) for v in vs]
-        )
+        return _mean([v for values in series[field].values() for v in values])
 
     return {
         "grad_ratio": float(np.median(ratios)) if ratios else None,
