@@ -35,6 +35,8 @@ class ActivationSpec:
             die, like a ReLU unit); False when f' never vanishes on a half-line (units saturate at most).
         saves: which tensor the backward pass keeps: "output", "input", or a description.
         reference: where the activation comes from.
+        elementwise: False for activations that mix features (maxout), whose `derivative` is the
+            per-input-element partial derivative of the unit each element feeds.
     """
 
     name: str
@@ -49,6 +51,7 @@ class ActivationSpec:
     can_die: bool
     saves: str
     reference: str
+    elementwise: bool = True
 
 
 def resolve_grad_at_zero(value: GradAtZero, activation: str, left: Any, right: Any) -> Any:

@@ -112,5 +112,5 @@ register(ActivationSpec(
     parameters="num_units (divides the axis size), axis=-1",
     derivative=_public_derivative,
     grad_at_zero=None, builtin="tfa.layers.Maxout", layer="Maxout", can_die=True,
-    saves="the arg-max indices", reference="Goodfellow et al. 2013, arXiv:1302.4389",
+    saves="the arg-max indices", reference="Goodfellow et al. 2013, arXiv:1302.4389", elementwise=False,
 ))

@@ -33,12 +33,28 @@ def available() -> List[str]:
 
 
 def specs() -> List[ActivationSpec]:
-    """Returns every `ActivationSpec`, in registry-name order."""
+    """Returns every `ActivationSpec`, in registry-name order.
+
+    Example:
+
+    >>> [spec.layer for spec in keras_activations.activations.specs()][:2]
+    ['AbsRectifier', 'CELU']
+    """
     return [_SPECS[name] for name in available()]
 
 
 def get_spec(identifier: Any) -> Optional[ActivationSpec]:
-    """Returns the spec of a name, a registered name or one of our functions; None for anything else."""
+    """Returns the `ActivationSpec` of one of our activations; None for anything else.
+
+    Args:
+        identifier: a name (`"elu"`), a registered name (`"keras_activations>elu"`) or one of our
+            functions (`keras_activations.elu`).
+
+    Example:
+
+    >>> keras_activations.get_spec("elu").derivative(tf.constant([-1.0, 1.0]))
+    <tf.Tensor: ... numpy=array([0.36787945, 1.], dtype=float32)>
+    """
     if isinstance(identifier, str):
         name = identifier.split(">", 1)[1] if identifier.startswith(PACKAGE + ">") else identifier
         return _SPECS.get(name)
@@ -88,6 +104,14 @@ def get(identifier: Union[str, Callable, dict, None]) -> Callable:
 def serialize(activation: Callable) -> str:
     """Returns the registered name (`"keras_activations>elu"`) of one of our activation functions.
 
+    Args:
+        activation: one of this package's functions.
+
+    Example:
+
+    >>> keras_activations.serialize(keras_activations.elu)
+    'keras_activations>elu'
+
     Raises:
         ValueError: if `activation` is not one of this package's functions.
     """
@@ -101,7 +125,16 @@ def serialize(activation: Callable) -> str:
 
 
 def deserialize(config: Union[str, dict]) -> Callable:
-    """Inverse of `serialize`; also accepts Keras's serialized-function dict of our functions."""
+    """Inverse of `serialize`; also accepts Keras's serialized-function dict of our functions.
+
+    Args:
+        config: a registered name or a Keras function config.
+
+    Example:
+
+    >>> keras_activations.deserialize("keras_activations>elu") is keras_activations.elu
+    True
+    """
     if isinstance(config, dict):
         name = config.get("registered_name") or config.get("config")
         return get(name)
