@@ -31,3 +31,15 @@ def test_every_public_function_and_layer_has_a_docstring_with_an_example_and_typ
             assert obj.get_config is not None
             checked += 1
     assert checked >= 20
+
+
+def test_import_without_tensorflow_names_the_extra_to_install():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['tensorflow'] = None\n"
+        "try:\n    import keras_activations\nexcept ImportError as e:\n    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout
+    assert "keras-activations[cpu]" in out and "keras-activations[gpu]" in out
