@@ -393,11 +393,15 @@ class GradientMonitor(keras.callbacks.Callback):
         spec = getattr(iterator, "element_spec", None)
         if spec is None:
             return False
+        if hasattr(spec, "_value_specs"):
+            spec = spec._value_specs[0]
         x_spec, _, _ = data_adapter_utils.unpack_x_y_sample_weight(spec)
 
         def to_keras(s):
             if s is None:
                 return None
+            if hasattr(s, "_value_specs"):  # PerReplicaSpec (tf.distribute)
+                s = s._value_specs[0]
             shape = getattr(s, "shape", None)
             return keras.KerasTensor(
                 tuple(shape), keras.backend.standardize_dtype(s.dtype)
