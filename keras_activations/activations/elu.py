@@ -37,14 +37,32 @@ def _constants(x, scale, alpha, grad_at_zero, name):
     return [tf.constant(v, x.dtype) for v in (scale, scale * alpha, at_zero)]
 
 
+# TensorFlow's fused gradient kernels compute exactly the output-form derivative above, and they
+# write into a dead input's buffer where an XLA call allocates a fresh one (on CPU, fresh pages cost
+# more than the arithmetic). They serve the cases whose kink value they share.
+def _elu_grad(y, dy, *consts):
+    return tf.raw_ops.EluGrad(gradients=dy, outputs=y)
+
+
+def _selu_grad(y, dy, *consts):
+    return tf.raw_ops.SeluGrad(gradients=dy, outputs=y)
+
+
 def _scaled_elu(x, scale, alpha, grad_at_zero, name):
     x = as_float_tensor(x, name)
     consts = _constants(x, scale, alpha, grad_at_zero, name)
+    at_zero = resolve_grad_at_zero(grad_at_zero, name, left=scale * alpha, right=scale)
     if alpha == 0:
         # With alpha = 0 the output is 0 on the whole negative half-line, so x = 0 cannot be told
         # from x < 0 by the output: keep the input instead.
         return _ops.elementwise(x, _FORWARD, _BACKWARD_FROM_INPUT, consts, save="input")
-    return _ops.elementwise(x, _FORWARD, _BACKWARD_FROM_OUTPUT, consts, save="output")
+    if scale == 1 and alpha == 1 and at_zero == 1:
+        backward = _elu_grad
+    elif scale == SELU_SCALE and alpha == SELU_ALPHA and at_zero == SELU_SCALE:
+        backward = _selu_grad
+    else:
+        backward = _BACKWARD_FROM_OUTPUT
+    return _ops.elementwise(x, _FORWARD, backward, consts, save="output")
 
 
 def elu(x, alpha: float = 1.0, grad_at_zero: GradAtZero = "right"):
@@ -118,7 +136,8 @@ def celu(x, alpha: float = 1.0):
     alpha = check_real(alpha, "celu", "alpha", minimum=0.0, strict=True)
     x = as_float_tensor(x, "celu")
     consts = [tf.constant(alpha, x.dtype)]
-    return _ops.elementwise(x, _CELU_FORWARD, _CELU_BACKWARD, consts, save="output")
+    backward = _elu_grad if alpha == 1 else _CELU_BACKWARD
+    return _ops.elementwise(x, _CELU_FORWARD, backward, consts, save="output")
 
 
 def _celu_forward(x, alpha):
@@ -129,12 +148,12 @@ def _celu_derivative(x, alpha):
     return tf.where(x > 0, tf.ones_like(x), tf.math.exp(x / alpha))
 
 
-def _celu_derivative_from_output(y, alpha):
-    return tf.where(y < 0, y / alpha + 1, tf.ones_like(y))
-
-
 _CELU_FORWARD = compiled(_celu_forward)
-_CELU_BACKWARD = compiled(lambda y, dy, alpha: dy * _celu_derivative_from_output(y, alpha))
+
+
+def _CELU_BACKWARD(y, dy, alpha):
+    # f'(x) = y / alpha + 1 for y < 0, else 1: EluGrad of the output divided by alpha.
+    return tf.raw_ops.EluGrad(gradients=dy, outputs=y / alpha)
 
 
 def _elu_family_derivative(scale, alpha_default, name):

@@ -30,7 +30,26 @@ def _leaky(x, slope: float, grad_at_zero: GradAtZero, name: str):
     # The output carries the input's sign only for a positive slope; with slope 0 the output is 0 on
     # the whole negative half-line, which is fine only while f'(0) is the left derivative, 0.
     from_output = slope > 0 or (slope == 0 and at_zero == 0)
-    return _ops.elementwise(x, _FORWARD, _BACKWARD, consts, save="output" if from_output else "input")
+    backward = _BACKWARD
+    # TensorFlow's fused kernels compute the same derivative, the left one at 0, and write into a
+    # dead input's buffer (see elu.py). LeakyReluGrad holds its slope as a float32 attribute, too
+    # coarse for float64.
+    if slope == 0 and at_zero == 0:
+        backward = _relu_grad
+    elif at_zero == slope and from_output and x.dtype != tf.float64:
+        backward = _leaky_relu_grad(slope)
+    return _ops.elementwise(x, _FORWARD, backward, consts, save="output" if from_output else "input")
+
+
+def _relu_grad(saved, dy, *consts):
+    return tf.raw_ops.ReluGrad(gradients=dy, features=saved)
+
+
+def _leaky_relu_grad(slope):
+    def backward(saved, dy, *consts):
+        return tf.raw_ops.LeakyReluGrad(gradients=dy, features=saved, alpha=slope)
+
+    return backward
 
 
 def leaky_relu(x, negative_slope: float = 0.01, grad_at_zero: GradAtZero = "left"):
