@@ -49,11 +49,21 @@ class ActivationChoice:
         name: The name given on the command line, e.g. `"elu"`.
         initializer: Keras initializer name for the weights feeding it.
         source: `"keras_activations"` or `"keras"`.
+        options: `(argument, value)` pairs for the package's layer, e.g.
+            `(("alpha", 0.5),)` for `CELU(alpha=0.5)`.
     """
 
     name: str
     initializer: str
     source: str
+    options: tuple = ()
+
+    @property
+    def label(self):
+        """`name`, plus the options if any: `"celu(alpha=0.5)"`."""
+        if not self.options:
+            return self.name
+        return f"{self.name}({', '.join(f'{k}={v}' for k, v in self.options)})"
 
     @property
     def init_reason(self):
@@ -98,7 +108,7 @@ def initializer_for(name):
     return "he_normal"
 
 
-def resolve(name):
+def resolve(name, **options):
     """Turns an activation name into an `ActivationChoice`.
 
     The package's own activations win over Keras's of the same name
@@ -106,6 +116,8 @@ def resolve(name):
 
     Args:
         name: An activation name, e.g. `"prelu"`.
+        **options: Arguments of the package's layer, e.g. `alpha=0.5` for
+            `CELU` (not for Keras's own activations).
 
     Returns:
         An `ActivationChoice`.
@@ -117,7 +129,7 @@ def resolve(name):
     Example:
 
     >>> resolve("relu")
-    ActivationChoice(name='relu', initializer='he_normal', source='keras')
+    ActivationChoice(name='relu', initializer='he_normal', source='keras', options=())
     """
     name = name.strip()
     if name in package_activations():
@@ -129,7 +141,14 @@ def resolve(name):
             f"unknown activation {name!r} in --activations; known: "
             f"{', '.join(known_activations())}."
         )
-    return ActivationChoice(name, initializer_for(name), source)
+    if options and source == "keras":
+        raise ValueError(
+            f"{name!r} is a Keras activation and takes no options; got "
+            f"{sorted(options)}."
+        )
+    return ActivationChoice(
+        name, initializer_for(name), source, tuple(sorted(options.items()))
+    )
 
 
 def activation_layer(choice, name, conv=False, seed=None):
@@ -149,18 +168,19 @@ def activation_layer(choice, name, conv=False, seed=None):
         return keras.layers.Activation(choice.name, name=name)
     import keras_activations as ka
 
+    kw = dict(choice.options, name=name)
     factories = {
-        "elu": lambda: ka.ELU(name=name),
-        "selu": lambda: ka.SELU(name=name),
-        "celu": lambda: ka.CELU(name=name),
-        "pelu": lambda: ka.PELU(name=name),
-        "isrlu": lambda: ka.ISRLU(name=name),
-        "leaky_relu": lambda: ka.LeakyReLU(name=name),
-        "abs_rectifier": lambda: ka.AbsRectifier(name=name),
+        "elu": lambda: ka.ELU(**kw),
+        "selu": lambda: ka.SELU(**kw),
+        "celu": lambda: ka.CELU(**kw),
+        "pelu": lambda: ka.PELU(**kw),
+        "isrlu": lambda: ka.ISRLU(**kw),
+        "leaky_relu": lambda: ka.LeakyReLU(**kw),
+        "abs_rectifier": lambda: ka.AbsRectifier(**kw),
         "prelu": lambda: ka.PReLU(
-            shared_axes=[1, 2] if conv else None, name=name
+            **{"shared_axes": [1, 2] if conv else None, **kw}
         ),
-        "rrelu": lambda: ka.RReLU(seed=seed, name=name),
+        "rrelu": lambda: ka.RReLU(**{"seed": seed, **kw}),
     }
     if choice.name not in factories:
         # A package activation without a layer of its own: wrap the function.
