@@ -91,14 +91,15 @@ def build_parser():
                          help="hidden layers")
     compare.add_argument("--width", type=_positive_int, default=DEFAULTS["width"],
                          help="units (mlp) or filters (cnn) per hidden layer")
-    compare.add_argument("--epochs", type=_positive_int, default=DEFAULTS["epochs"])
+    compare.add_argument("--epochs", type=_positive_int, default=DEFAULTS["epochs"],
+                         help="training epochs per activation")
     compare.add_argument("--batch-size", type=_positive_int,
-                         default=DEFAULTS["batch_size"])
+                         default=DEFAULTS["batch_size"], help="batch size")
     compare.add_argument("--optimizer", choices=("sgd", "adam"),
                          default=DEFAULTS["optimizer"],
                          help="sgd uses --momentum")
     compare.add_argument("--learning-rate", type=_positive_float,
-                         default=DEFAULTS["learning_rate"])
+                         default=DEFAULTS["learning_rate"], help="learning rate")
     compare.add_argument("--momentum", type=float, default=DEFAULTS["momentum"],
                          help="SGD momentum")
     compare.add_argument("--maxout-pieces", type=_positive_int,
@@ -108,7 +109,8 @@ def build_parser():
                          default=DEFAULTS["target_accuracy"],
                          help="report the first epoch reaching this validation "
                          "accuracy")
-    compare.add_argument("--seed", type=int, default=DEFAULTS["seed"])
+    compare.add_argument("--seed", type=int, default=DEFAULTS["seed"],
+                         help="seed of the weights, the split and the data order")
     compare.add_argument(
         "--dataset",
         default="digits",

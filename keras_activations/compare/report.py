@@ -149,12 +149,14 @@ def render_markdown(report):
         "- *grad norm first/last*: median over training of the first hidden "
         "layer's gradient norm divided by the last one's; far below 1 means "
         "gradients vanish on their way to the input.",
-        "- *dead fraction*: mean share of units with zero gradient on the "
-        "whole batch (n/a: the activation cannot die).",
+        "- *dead fraction*: mean share of hidden units whose derivative was 0 "
+        "for every example of an epoch (GradientMonitor's dead units; 0 for "
+        "activations that cannot die).",
         "- *mean activation*: mean output of the hidden layers; closer to 0 "
         "means less bias shift (the ELU paper's claim).",
-        "- *grad cosine*: mean cosine between successive gradients of a "
-        "layer; higher means a steadier descent direction.",
+        "- *grad cosine*: mean cosine between a layer's gradient at the end "
+        "of an epoch and at the end of the previous one; higher means a "
+        "steadier descent direction.",
         "- *s/epoch*: median wall time of an epoch, monitor included.",
     ]
     grad = depth_table(rows, "gradient_norm")
