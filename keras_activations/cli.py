@@ -83,7 +83,8 @@ def build_parser():
         "--activations",
         default=DEFAULT_ACTIVATIONS,
         help="comma-separated activation names (`keras-activations list` "
-        "shows them)",
+        "shows them); arguments of the package's layers after colons, e.g. "
+        "celu:alpha=0.5",
     )
     compare.add_argument("--model", choices=("mlp", "cnn"), default="mlp",
                          help="network type")
@@ -152,16 +153,52 @@ def parse_activations(text):
     """
     from keras_activations.compare import models
 
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    if not names:
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
         raise UsageError(f"--activations is empty ({text!r}); give at least one name.")
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        raise UsageError(f"--activations repeats {', '.join(repeated)}.")
     try:
-        return [models.resolve(name) for name in names]
+        choices = [models.resolve(name, **options)
+                   for name, options in map(_name_and_options, items)]
+    except UsageError:
+        raise
     except models.UnknownActivationError as e:
         raise UsageError(str(e)) from None
+    except (TypeError, ValueError) as e:
+        raise UsageError(f"--activations: {e}") from None
+    for choice in choices:
+        if choice.options:  # Let the layer itself check its arguments, now.
+            try:
+                models.activation_layer(choice, "check")
+            except (TypeError, ValueError) as e:
+                raise UsageError(
+                    f"--activations: {choice.label} is not valid: {e}"
+                ) from None
+    labels = [choice.label for choice in choices]
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise UsageError(f"--activations repeats {', '.join(repeated)}.")
+    return choices
+
+
+def _name_and_options(item):
+    """`"celu:alpha=0.5"` -> `("celu", {"alpha": 0.5})`."""
+    name, _, rest = item.partition(":")
+    options = {}
+    for pair in filter(None, (p.strip() for p in rest.split(":"))):
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(
+                f"--activations: bad option {pair!r} in {item!r}; write "
+                f"name:argument=value, e.g. celu:alpha=0.5."
+            )
+        try:
+            options[key.strip()] = float(value)
+        except ValueError:
+            raise UsageError(
+                f"--activations: option {key.strip()!r} of {name!r} must be a "
+                f"number, got {value!r}."
+            ) from None
+    return name.strip(), options
 
 
 def _compare(args, stream):

@@ -138,7 +138,17 @@ def test_unknown_activation_lists_known_ones(tmp_path, capsys):
 
 @pytest.mark.parametrize(
     "value, message",
-    [("", "--activations is empty"), ("relu,tanh,relu", "--activations repeats relu")],
+    [
+        ("", "--activations is empty"),
+        ("relu,tanh,relu", "--activations repeats relu"),
+        ("celu:alpha=0.5,celu:alpha=0.5", "--activations repeats celu(alpha=0.5)"),
+        ("celu:alpha", "bad option 'alpha' in 'celu:alpha'; write name:argument=value"),
+        ("celu:alpha=big", "option 'alpha' of 'celu' must be a number, got 'big'"),
+        ("celu:beta=1", "celu(beta=1.0) is not valid"),
+        ("celu:alpha=-1", "celu(alpha=-1.0) is not valid"),
+        ("relu:alpha=1", "'relu' is a Keras activation and takes no options"),
+        ("maxout:k=3", "its pieces are set by --maxout-pieces"),
+    ],
 )
 def test_bad_activation_lists(tmp_path, capsys, value, message):
     rc = cli.main(["compare", "--activations", value, "--out", str(tmp_path / "o")])
@@ -221,3 +231,14 @@ def test_cnn_on_a_tfds_dataset(tmp_path, capsys):
     assert report["data"]["input_shape"] == [28, 28, 1]
     assert report["config"]["model"] == "cnn"
     assert [len(r["by_depth"]) for r in report["runs"]] == [3]
+
+
+def test_activation_options_are_parsed_and_labelled():
+    choices = cli.parse_activations(" elu , celu:alpha=0.5,leaky_relu:negative_slope=0.2")
+    assert [c.label for c in choices] == [
+        "elu", "celu(alpha=0.5)", "leaky_relu(negative_slope=0.2)"
+    ]
+    assert [c.slug for c in choices] == [
+        "elu", "celu_alpha_0_5", "leaky_relu_negative_slope_0_2"
+    ]
+    assert choices[1].options == (("alpha", 0.5),)

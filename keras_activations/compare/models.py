@@ -6,6 +6,7 @@ it) and maxout, Glorot for the squashing sigmoid/tanh family.
 """
 
 import dataclasses
+import re
 
 import keras
 
@@ -64,6 +65,11 @@ class ActivationChoice:
         if not self.options:
             return self.name
         return f"{self.name}({', '.join(f'{k}={v}' for k, v in self.options)})"
+
+    @property
+    def slug(self):
+        """`label` fit for file and model names: `"celu_alpha_0_5"`."""
+        return re.sub(r"[^A-Za-z0-9_]+", "_", self.label).strip("_")
 
     @property
     def init_reason(self):
@@ -140,6 +146,11 @@ def resolve(name, **options):
         raise UnknownActivationError(
             f"unknown activation {name!r} in --activations; known: "
             f"{', '.join(known_activations())}."
+        )
+    if options and name == "maxout":
+        raise ValueError(
+            "maxout takes no options here; its pieces are set by "
+            "--maxout-pieces."
         )
     if options and source == "keras":
         raise ValueError(
@@ -275,4 +286,4 @@ def build_model(
         kernel_initializer=keras.initializers.GlorotUniform(seed=seed + depth),
         name="output",
     )(x)
-    return keras.Model(inputs, outputs, name=f"{model}_{choice.name}")
+    return keras.Model(inputs, outputs, name=f"{model}_{choice.slug}")

@@ -109,7 +109,7 @@ def run_comparison(
     best_key = None
     for i, choice in enumerate(choices, 1):
         stream.write(
-            f"[{i}/{len(choices)}] {choice.name}: init {choice.initializer} "
+            f"[{i}/{len(choices)}] {choice.label}: init {choice.initializer} "
             f"({choice.init_reason})\n"
         )
         stream.flush()
@@ -117,7 +117,7 @@ def run_comparison(
             choice,
             data,
             config,
-            log_dir=os.path.join(tb_root, choice.name),
+            log_dir=os.path.join(tb_root, choice.slug),
             monitor_factory=monitor_factory,
             verbose=verbose,
             progress_stream=stream if not verbose else None,
@@ -125,7 +125,7 @@ def run_comparison(
         row = report_lib.result_row(result, config.target_accuracy)
         rows.append(row)
         if report_lib.best_row(rows) is row:
-            best_model, best_key = result.model, choice.name
+            best_model, best_key = result.model, choice.label
 
     files = {"tensorboard": tb_root}
     files.update(plots.write_all(rows, out_dir))

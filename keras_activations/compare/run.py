@@ -205,7 +205,7 @@ def train_one(
         )
     if progress_stream is not None and not verbose:
         callbacks.append(
-            OneLineProgress(choice.name, config.epochs, progress_stream)
+            OneLineProgress(choice.label, config.epochs, progress_stream)
         )
     callbacks.extend(extra_callbacks)
     history = model.fit(
@@ -217,7 +217,7 @@ def train_one(
         verbose=verbose,
     )
     return RunResult(
-        activation=choice.name,
+        activation=choice.label,
         initializer=choice.initializer,
         params=int(model.count_params()),
         history={k: [float(v) for v in vs] for k, vs in history.history.items()},
