@@ -6,7 +6,6 @@ exactly the same order.
 """
 
 import dataclasses
-import os
 
 import numpy as np
 import tensorflow as tf

@@ -9,7 +9,6 @@ import sys
 import keras
 
 from keras_activations.compare import export as export_lib
-from keras_activations.compare import models
 from keras_activations.compare import plots
 from keras_activations.compare import report as report_lib
 from keras_activations.compare import run as run_lib
