@@ -132,7 +132,7 @@ def test_interrupted_fit_keeps_records_and_undoes_patches(tmp_path):
     acc = _read(tmp_path)
     assert [e.step for e in acc.Tensors("gradient_norm/global")] == [1, 2, 3, 4, 5]
     assert h0.activation is activation and "train_step" not in vars(model)
-    assert monitor._writer is None  # closed
+    assert monitor._program is None  # event file closed
     model.fit(x, y, batch_size=8, epochs=1, verbose=0)  # trains without it
 
 
@@ -171,3 +171,40 @@ def test_saved_model_loads_and_trains_without_the_monitor(tmp_path):
     assert loaded.get_layer("h0").get_config()["activation"] == "relu"
     assert len(loaded.weights) == len(model.weights)
     loaded.fit(x, y, epochs=1, verbose=0)
+
+
+def test_event_templates_equal_protocol_buffers(tmp_path):
+    """The byte templates give the values protobuf gives: numbers, shapes,
+    plugin metadata on a tag's first value only."""
+    from tensorboard.compat.proto import event_pb2
+    from tensorboard.util import tensor_util
+
+    from keras_activations.monitor import events
+
+    encoder = events.Encoder()
+    file = events.EventFile(str(tmp_path))
+    rows = np.stack([np.linspace(-1, 1, 5)[:-1], np.linspace(-1, 1, 5)[1:], [3.0, 0.0, 1e6, 7.0]], axis=1)
+    image = np.zeros((20, 30, 3), np.uint8)
+    image[5:10, 2:4] = (214, 39, 40)
+    for step, value in ((1, 0.25), (2, -3.5e-20), (3, float("inf"))):
+        file.write(step, [
+            encoder.scalar("gradient_norm/global", value, file.seen),
+            encoder.histogram("gradients/d/kernel", rows * step, file.seen),
+            encoder.image("depth_profile", image, file.seen),
+        ])
+    file.close()
+    raw = [event_pb2.Event.FromString(r.numpy()) for r in tf.data.TFRecordDataset(file.path)]
+    assert raw[0].file_version == "brain.Event:2"
+    for event, step, value in zip(raw[1:], (1, 2, 3), (0.25, -3.5e-20, float("inf"))):
+        assert event.step == step
+        scalar, hist, img = event.summary.value
+        assert tensor_util.make_ndarray(scalar.tensor) == np.float32(value)
+        np.testing.assert_array_equal(tensor_util.make_ndarray(hist.tensor), rows * step)
+        assert [v.metadata.plugin_data.plugin_name for v in event.summary.value] == (
+            ["scalars", "histograms", "images"] if step == 1 else ["", "", ""]
+        )
+        width, height, png = tensor_util.make_ndarray(img.tensor)
+        assert (int(width), int(height)) == (30, 20)
+        np.testing.assert_array_equal(tf.io.decode_png(png).numpy(), image)
+    acc = _read(tmp_path)
+    assert [e.step for e in acc.Tensors("gradients/d/kernel")] == [1, 2, 3]

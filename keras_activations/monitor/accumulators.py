@@ -1,14 +1,16 @@
 """Device-side state of `GradientMonitor`: fixed-shape accumulators.
 
 The training step only updates these variables (no `tf.summary` op runs
-inside it, so it stays XLA- and replica-safe); the callback reads them once
-per record with `DeviceState.flush()` and writes the events on the host.
+inside it, so it stays XLA- and replica-safe); once per record the callback
+runs `figures.RecordProgram`, a separate compiled function (not XLA, in
+cross-replica context) that reads them with `DeviceState.read_and_reset`,
+computes the record's figures, writes the events and resets the sums.
 
 Per step, for every trainable variable: the sum of squares of the applied
 gradient (its norm) and, only when the step has a non-finite value, the
 count of NaN/inf elements. Per step, for every activation site: per-unit
-"fired in this step" counts (`f'(x) > dead_tolerance` for some example),
-the count of unit-example pairs with `f'(x) < saturation_tolerance`, and the
+"fired in this step" counts (`|f'(x)| > dead_tolerance` for some example),
+the count of unit-example pairs with `|f'(x)| < saturation_tolerance`, and the
 sum and sum of squares of the outputs.
 
 Only on *snapshot* steps (the last step of a record window; the host sets
@@ -189,13 +191,12 @@ class DeviceState:
                 )
             self.sites = {}
             for site in sites:
-                track_dead = site.pieces is not None or (
-                    site.derivative is not None
-                    and (site.can_die or self.dead_tolerance > 0)
-                )
+                # Measured for every site with a known derivative, whatever
+                # its activation's defaults say: a LeakyReLU with slope 0,
+                # an ELU with alpha 0 or a PReLU whose slope reached 0 die.
+                track_dead = site.pieces is not None or site.derivative is not None
                 site.track_dead = track_dead
                 self.sites[id(site)] = _SiteState(site, bins, track_dead)
-        self._flush_fn = tf.function(self._flush)
 
     # ---- inside the training step -------------------------------------
 
@@ -308,7 +309,10 @@ class DeviceState:
             )
             state.alive.assign_add(tf.reshape(tf.cast(won, tf.float32), [-1]))
         elif site.derivative is not None:
-            d = tf.cast(site.derivative(tf.cast(x, tf.float32)), tf.float32)
+            # |f'|: a negative slope (abs, leaky with slope < 0) is alive.
+            d = tf.abs(
+                tf.cast(site.derivative(tf.cast(x, tf.float32)), tf.float32)
+            )
             if state.track_dead:
                 fired = tf.reduce_max(d, axis=axes) > self.dead_tolerance
                 state.alive.assign_add(tf.cast(fired, tf.float32))
@@ -382,7 +386,21 @@ class DeviceState:
         """Snapshots are taken at every step whose device step >= dstep."""
         self.snap_from.assign(np.int64(dstep))
 
-    def _flush(self, window_start):
+    def read_and_reset(self, window_start):
+        """Reads every accumulator and resets the window sums (graph code,
+        run by `figures.RecordProgram` in cross-replica context).
+
+        Args:
+            window_start: Device step count when the window began (int64
+                tensor). If a snapshot was taken since, its gradient becomes
+                the "previous" one for the next record's cosine.
+
+        Returns:
+            A dict of tensors: `dstep`, `snap_dstep`, `sumsq`, `nonfinite`,
+            `ghist`, `glohi`, `dot`/`prev_sq`/`cur_sq` (one per watched
+            variable, when there is one) and per site key `alive/<key>`,
+            `stats/<key>`, `hist/<key>`, `lohi/<key>`.
+        """
         snap_dstep = self.snap_dstep.read_value()
         keep_gradient = snap_dstep > window_start
         out = {
@@ -398,8 +416,8 @@ class DeviceState:
             c = cur.read_value()
             p = prev.read_value()
             dots.append(tf.reduce_sum(c * p))
-            prev_sq.append(tf.reduce_sum(p * p))
-            cur_sq.append(tf.reduce_sum(c * c))
+            prev_sq.append(tf.reduce_sum(tf.square(p)))
+            cur_sq.append(tf.reduce_sum(tf.square(c)))
             currents.append(c)
 
         def keep():
@@ -410,9 +428,9 @@ class DeviceState:
         if dots:
             with tf.control_dependencies(dots + prev_sq):
                 tf.cond(keep_gradient, keep, lambda: tf.constant(True))
-            out["dot"] = tf.stack(dots)
-            out["prev_sq"] = tf.stack(prev_sq)
-            out["cur_sq"] = tf.stack(cur_sq)
+            out["dot"] = tf.cast(tf.stack(dots), tf.float64)
+            out["prev_sq"] = tf.cast(tf.stack(prev_sq), tf.float64)
+            out["cur_sq"] = tf.cast(tf.stack(cur_sq), tf.float64)
         self.nonfinite.assign(tf.zeros_like(self.nonfinite))
         for key, state in self.sites.items():
             out[f"alive/{key}"] = state.alive.read_value()
@@ -422,15 +440,3 @@ class DeviceState:
             state.alive.assign(tf.zeros_like(state.alive))
             state.stats.assign(tf.zeros_like(state.stats))
         return out
-
-    def flush(self, window_start):
-        """Reads every accumulator as NumPy and resets the window sums.
-
-        Args:
-            window_start: Device step count when the window began. If a
-                snapshot was taken since, its gradient becomes the
-                "previous" one for the next record's cosine.
-        """
-        with self.strategy.scope():
-            out = self._flush_fn(tf.constant(window_start, tf.int64))
-        return {k: v.numpy() for k, v in out.items()}

@@ -10,8 +10,9 @@ import numpy as np
 import tensorflow as tf
 
 from keras_activations.monitor import accumulators
+from keras_activations.monitor import events
+from keras_activations.monitor import figures
 from keras_activations.monitor import history as history_lib
-from keras_activations.monitor import plots
 from keras_activations.monitor import sites as sites_lib
 from keras_activations.monitor import writer as writer_lib
 from keras_activations.monitor.patches import Patches
@@ -25,8 +26,10 @@ class GradientMonitor(keras.callbacks.Callback):
 
     Everything is measured inside the compiled training step from the
     gradients the optimizer applies and the activations the forward pass
-    computes: no second forward or backward pass. Only bin counts and
-    scalars leave the device, once per record.
+    computes: no second forward or backward pass. Once per record, a second
+    compiled function computes the record's figures from the step's
+    accumulators and hands the host one vector of bin counts and scalars,
+    which the host writes to TensorBoard in a fraction of a millisecond.
 
     One record per window (`update_freq`) holds, for every watched layer
     (TensorBoard tag in brackets):
@@ -163,15 +166,34 @@ class GradientMonitor(keras.callbacks.Callback):
         self.layers = layers
         self.dead_warning_threshold = dead_warning_threshold
         self.write_images = bool(write_images)
-        self.history = []
+        self._records = []  # built records
+        self._packed = []  # (packed figures, window) not yet unpacked
+        self._program = None
+        self._events = None
+        self._encoder = events.Encoder()
         self._step = 0
         self._patches = Patches()
-        self._writer = None
         self._state = None
         self._active = False
         self._warned = set()
 
     # ---- public helpers ---------------------------------------------------
+
+    @property
+    def history(self):
+        """Every record so far, oldest first, as plain Python/NumPy data
+        (docs/CONTRACTS.md, "GradientMonitor history"). Records are unpacked
+        from the device's vectors when this is read, not during training."""
+        if self._packed:
+            for flat, program, window in self._packed:
+                self._records.append(program.record(flat, **window))
+            self._packed = []
+        return self._records
+
+    @history.setter
+    def history(self, records):
+        self._packed = []
+        self._records = list(records)
 
     def to_rows(self):
         """One flat dict per (record, layer); see `history.ROW_KEYS`."""
@@ -194,10 +216,11 @@ class GradientMonitor(keras.callbacks.Callback):
         """
         self._active = False
         try:
-            if self._writer is not None:
-                self._writer.close()
+            if self._events is not None:
+                self._events.close()
         finally:
-            self._writer = None
+            self._events = None
+            self._program = None
             self._patches.undo()
             model = getattr(self, "_model", None)
             if model is not None and getattr(self, "_patched_model", False):
@@ -234,7 +257,8 @@ class GradientMonitor(keras.callbacks.Callback):
         )
         self._sites = sites
         if self.log_dir is not None:
-            self._writer = writer_lib.EventWriter(self.log_dir)
+            writer_lib.check_writable(self.log_dir)
+        self._program = None
         self._optimizer = optimizer
         self._state = None
         self._mode = None
@@ -250,8 +274,20 @@ class GradientMonitor(keras.callbacks.Callback):
         self._install(model, optimizer, sites)
         self._active = True
 
+    @property
+    def async_safe(self):
+        """With one record per epoch the monitor needs no batch hook, so
+        Keras may run its batch-end callbacks in a thread and keep
+        dispatching steps (`keras.callbacks.CallbackList`)."""
+        return self.update_freq == "epoch"
+
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
+        if self.update_freq == "epoch":
+            # Snapshot the epoch's last step (every step if its length is
+            # unknown); the device counts the steps.
+            steps = self.params.get("steps") if self.params else None
+            self._pending_snap = self._dstep + steps if steps else 0
         if self._fit_started:
             return
         self._fit_started = True
@@ -260,24 +296,25 @@ class GradientMonitor(keras.callbacks.Callback):
             self._step = epoch * steps  # resumed (BackupAndRestore) fit
         if self._step > 0:
             self.history = [r for r in self.history if r["step"] <= self._step]
-            if self._writer is not None:
-                self._writer.truncate_after(self._step)
+            if self.log_dir is not None:
+                writer_lib.truncate_after(self.log_dir, self._step)
 
     def on_train_batch_begin(self, batch, logs=None):
+        if self.update_freq == "epoch":
+            return
         self._batch_begin = batch
         steps = self.params.get("steps") if self.params else None
         per_execution = int(getattr(self.model, "steps_per_execution", 1) or 1)
         count = per_execution if not steps else min(per_execution, steps - batch)
-        if self.update_freq == "epoch":
-            ends = steps is None or batch + count >= steps
-        else:
-            ends = self._window_steps + count >= self.update_freq
-        if self.update_freq == 1 or (self.update_freq == "epoch" and not steps):
+        ends = self._window_steps + count >= self.update_freq
+        if self.update_freq == 1:
             self._pending_snap = 0
         else:
             self._pending_snap = self._dstep + 1 if ends else _NEVER
 
     def on_train_batch_end(self, batch, logs=None):
+        if self.update_freq == "epoch":
+            return  # may run in Keras's callback thread: touch nothing
         done = batch - getattr(self, "_batch_begin", batch) + 1
         self._dstep += done
         self._step += done
@@ -286,12 +323,14 @@ class GradientMonitor(keras.callbacks.Callback):
             self._record()
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.update_freq == "epoch" and self._window_steps > 0:
+        if self.update_freq == "epoch" and self._state is not None:
             self._record()
 
     def on_train_end(self, logs=None):
         try:
-            if self._window_steps > 0 and self._state is not None:
+            if self._state is not None and (
+                self.update_freq == "epoch" or self._window_steps > 0
+            ):
                 self._record()
         finally:
             self.close()
@@ -322,7 +361,12 @@ class GradientMonitor(keras.callbacks.Callback):
             monitor._mode = "train"
             try:
                 if monitor._state is not None:
-                    monitor._state.begin_step()
+                    # Count the step only once its batch exists: the end of
+                    # a dataset of unknown length raises in `get_next`, and
+                    # nothing else orders the count after it.
+                    first = [t for t in tf.nest.flatten(data) if t is not None]
+                    with tf.control_dependencies(first[:1]):
+                        monitor._state.begin_step()
                 return original_step(data)
             finally:
                 monitor._mode = previous
@@ -480,11 +524,23 @@ class GradientMonitor(keras.callbacks.Callback):
             use_segment_sum=bool(getattr(self.model, "jit_compile", False)),
             var_key=self._optimizer._var_key,
         )
+        self._program = figures.RecordProgram(
+            self._state,
+            self._variables,
+            self._watched,
+            self._ready_sites,
+            self._order,
+            self.bins,
+        )
+        if self.log_dir is not None:
+            self._events = events.EventFile(self.log_dir)
 
     def _abort(self):
         """A training step raised: keep what was measured, close files."""
         try:
-            if self._window_steps > 0 and self._state is not None:
+            if self._state is not None and (
+                self.update_freq == "epoch" or self._window_steps > 0
+            ):
                 self._record()
         except Exception:  # the device may be unusable: keep the rest
             pass
@@ -494,41 +550,35 @@ class GradientMonitor(keras.callbacks.Callback):
     # ---- records ------------------------------------------------------------
 
     def _record(self):
-        out = self._state.flush(self._window_start_dstep)
-        record, has_snapshot = history_lib.build_record(
-            out,
-            step=self._step,
-            epoch=self._epoch,
-            steps=self._window_steps,
-            window_start_dstep=self._window_start_dstep,
-            variables=self._variables,
-            watched=self._watched,
-            sites=self._ready_sites,
-            site_keys={name: id(s) for name, s in self._ready_sites.items()},
-            order=self._order,
-            prev_valid=self._prev_valid,
-            bins=self.bins,
-        )
-        self._prev_valid = self._prev_valid or has_snapshot
+        program = self._program
+        flat = program(self._window_start_dstep, self._prev_valid)
+        figures_ = program.unpack(flat)
+        dstep = int(figures_["dstep"][0])
+        steps = dstep - self._window_start_dstep
         self._window_steps = 0
-        self._window_start_dstep = self._dstep
-        self.history.append(record)
-        if self._writer is not None:
-            image = plots.depth_profile(record) if self.write_images else None
-            self._writer.write(record, image)
-        self._check_dead(record)
-
-    def _check_dead(self, record):
-        if self.dead_warning_threshold is None:
+        self._window_start_dstep = self._dstep = dstep
+        if steps <= 0:
             return
-        for name, layer in record["layers"].items():
-            fraction = layer.get("dead_fraction")
-            if fraction is not None and fraction >= self.dead_warning_threshold:
+        if self.update_freq == "epoch":
+            self._step += steps  # no batch hook counted them
+        self._prev_valid = self._prev_valid or bool(figures_["has_snapshot"][0] > 0)
+        window = dict(step=self._step, epoch=self._epoch, steps=steps)
+        self._packed.append((flat, program, window))
+        if self._events is not None:
+            program.write_events(
+                self._events, self._encoder, flat, self._step, self.write_images
+            )
+        self._check_dead(flat, program, self._step)
+
+    def _check_dead(self, flat, program, step):
+        if self.dead_warning_threshold is None or not program.tracked:
+            return
+        for name, (fraction, dead, units) in program.dead(program.unpack(flat)).items():
+            if fraction >= self.dead_warning_threshold:
                 self._warn_once(
                     ("dead", name),
                     f"GradientMonitor: {fraction:.0%} of the units of layer "
-                    f"{name!r} are dead ({layer['dead_units']} of "
-                    f"{layer['units']}) at step {record['step']}.",
+                    f"{name!r} are dead ({dead} of {units}) at step {step}.",
                 )
 
     def _warn_once(self, key, message):

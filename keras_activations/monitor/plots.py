@@ -21,6 +21,7 @@ _GRID = (220, 220, 220)
 _AXIS = (90, 90, 90)
 _MISSING = (170, 170, 170)
 _COLORS = ((31, 119, 180), (214, 39, 40), (44, 160, 44))
+_SPACE = 4  # white rows between panels
 
 
 def _panel(values, kind, width, height, bar, gap):
@@ -85,18 +86,44 @@ def depth_profile(record, bar=16, gap=6, height=64):
         A `uint8` array of shape `(3 * height + 8, width, 3)`.
     """
     layers = sorted(record["layers"].values(), key=lambda e: e["depth"])
-    n = max(len(layers), 1)
+    return depth_profile_values(
+        [e.get("gradient_norm") for e in layers],
+        [e.get("dead_fraction") for e in layers],
+        [e.get("activation_mean") for e in layers],
+        bar=bar,
+        gap=gap,
+        height=height,
+    )
+
+
+def depth_profile_values(
+    gradient_norm, dead_fraction, activation_mean, bar=16, gap=6, height=64
+):
+    """Draws the depth profile from per-layer values in depth order.
+
+    Args:
+        gradient_norm: One value per layer, `None` or NaN where missing.
+        dead_fraction: Like `gradient_norm`.
+        activation_mean: Like `gradient_norm`.
+        bar: Bar width in pixels.
+        gap: Gap between bars in pixels.
+        height: Height of each of the three panels in pixels.
+
+    Returns:
+        A `uint8` array of shape `(3 * height + 8, width, 3)`.
+    """
+    n = max(len(gradient_norm), 1)
     width = max(gap + n * (bar + gap), 64)
     panels = []
-    for key, kind in (
-        ("gradient_norm", "log"),
-        ("dead_fraction", "fraction"),
-        ("activation_mean", "mean"),
+    for values, kind in (
+        (gradient_norm, "log"),
+        (dead_fraction, "fraction"),
+        (activation_mean, "mean"),
     ):
-        values = [e.get(key) for e in layers]
+        values = [None if v is None else float(v) for v in values]
         panels.append(_panel(values, kind, width, height, bar, gap))
-        panels.append(np.full((4, width, 3), 255, np.uint8))
-    return np.concatenate(panels[:-1] + [panels[-1]], axis=0)
+        panels.append(np.full((_SPACE, width, 3), 255, np.uint8))
+    return np.concatenate(panels[:-1], axis=0)
 
 
 def plot_record(record, axes=None):

@@ -1,0 +1,221 @@
+"""TensorBoard event files written fast from the host.
+
+A record writes the same tags every time, with new numbers. So each tag's
+serialized `Summary.Value` is built once, with protocol buffers, as a byte
+template, and a record only copies its numbers into the templates
+(`struct.pack_into`) and joins them: about a microsecond per value, against
+tens of microseconds for a protocol buffer or a `tf.summary` op per value.
+Plugin metadata goes only with a tag's first value in a file (all that
+TensorBoard reads). Files are appended with TensorFlow's native
+`TFRecordWriter` (an event file is a TFRecord file; TensorBoard's own
+`EventFileWriter` computes the checksums in pure Python, about 3 ms for a
+20 kB record).
+
+Scalars are float32 tensors (the scalar plugin's format), histograms
+`[k, 3]` float64 tensors of `[left edge, right edge, count]` rows (the
+histogram plugin's TF2 format) and images `[width, height, png]` strings.
+"""
+
+import io
+import os
+import socket
+import struct
+import time
+
+import numpy as np
+from tensorboard.compat.proto import event_pb2
+from tensorboard.compat.proto import summary_pb2
+from tensorboard.compat.proto import tensor_pb2
+from tensorboard.compat.proto import tensor_shape_pb2
+from tensorboard.compat.proto import types_pb2
+from tensorboard.plugins.histogram import metadata as histogram_metadata
+from tensorboard.plugins.image import metadata as image_metadata
+from tensorboard.plugins.scalar import metadata as scalar_metadata
+
+SUFFIX = ".gradient_monitor"
+IMAGE_DESCRIPTION = (
+    "Gradient norm (log scale), dead fraction and activation mean against "
+    "layer depth (input at the left)."
+)
+_FILES = 0  # files opened by this process (part of the file name)
+
+
+def _shape(*dims):
+    return tensor_shape_pb2.TensorShapeProto(
+        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in dims]
+    )
+
+
+def _framed(tag, tensor, metadata):
+    """A `Summary.Value` serialized with its field header, as it appears
+    inside a serialized `Summary`."""
+    value = summary_pb2.Summary.Value(tag=tag, tensor=tensor)
+    if metadata is not None:
+        value.metadata.CopyFrom(metadata)
+    return summary_pb2.Summary(value=[value]).SerializeToString()
+
+
+def _template(tag, make_tensor, payload_size, metadata):
+    """`(bytes, offset)`: the framed value with a payload that is found by
+    a unique marker, so numbers can be copied in at `offset`."""
+    for seed in range(8):
+        marker = np.random.RandomState(seed).bytes(payload_size)
+        framed = _framed(tag, make_tensor(marker), metadata)
+        if framed.count(marker) == 1:
+            return bytearray(framed), framed.index(marker)
+    raise RuntimeError(f"GradientMonitor: cannot template tag {tag!r}")
+
+
+def _scalar_tensor(payload):
+    return tensor_pb2.TensorProto(
+        dtype=types_pb2.DT_FLOAT,
+        tensor_shape=_shape(),
+        float_val=[struct.unpack("<f", payload)[0]],
+    )
+
+
+def _varint(n):
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+class Encoder:
+    """Serialized `Summary.Value`s of scalars, histograms and images.
+
+    `seen` (a set of tags) decides whether a value carries its plugin
+    metadata: only the first value of a tag in a file does.
+    """
+
+    def __init__(self):
+        self._cache = {}
+
+    def _get(self, kind, tag, first, make):
+        key = (kind, tag, first)
+        entry = self._cache.get(key)
+        if entry is None:
+            entry = self._cache[key] = make()
+        return entry
+
+    def scalar(self, tag, value, seen):
+        first = tag not in seen
+        seen.add(tag)
+
+        def make():
+            metadata = None
+            if first:
+                metadata = scalar_metadata.create_summary_metadata(
+                    display_name=tag, description=""
+                )
+            return _template(tag, _scalar_tensor, 4, metadata)
+
+        buf, offset = self._get("scalar", tag, first, make)
+        struct.pack_into("<f", buf, offset, value)
+        return bytes(buf)
+
+    def histogram(self, tag, rows, seen):
+        """`rows`: a `[k, 3]` float64 array."""
+        first = tag not in seen
+        seen.add(tag)
+        k = rows.shape[0]
+
+        def make():
+            metadata = None
+            if first:
+                metadata = histogram_metadata.create_summary_metadata(
+                    display_name=tag, description=""
+                )
+
+            def tensor(payload):
+                return tensor_pb2.TensorProto(
+                    dtype=types_pb2.DT_DOUBLE,
+                    tensor_shape=_shape(k, 3),
+                    tensor_content=payload,
+                )
+
+            return _template(tag, tensor, k * 24, metadata)
+
+        buf, offset = self._get(("histogram", k), tag, first, make)
+        buf[offset : offset + k * 24] = np.ascontiguousarray(rows, "<f8").tobytes()
+        return bytes(buf)
+
+    def image(self, tag, image, seen):
+        """`image`: a `uint8` array `[height, width, 3]`."""
+        from PIL import Image
+
+        first = tag not in seen
+        seen.add(tag)
+        metadata = None
+        if first:
+            metadata = image_metadata.create_summary_metadata(
+                display_name=tag,
+                description=IMAGE_DESCRIPTION,
+                converted_to_tensor=True,
+            )
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="PNG", compress_level=1)
+        height, width = image.shape[:2]
+        tensor = tensor_pb2.TensorProto(
+            dtype=types_pb2.DT_STRING,
+            tensor_shape=_shape(3),
+            string_val=[str(width).encode(), str(height).encode(), buffer.getvalue()],
+        )
+        return _framed(tag, tensor, metadata)
+
+
+class EventFile:
+    """A new event file in `log_dir`, appended one record at a time.
+
+    Args:
+        log_dir: Existing, writable directory.
+        flush_secs: Flush when this many seconds passed since the last
+            flush (checked at each write), and at `close`.
+    """
+
+    def __init__(self, log_dir, flush_secs=2.0):
+        import tensorflow as tf
+
+        global _FILES
+        _FILES += 1
+        self.path = os.path.join(
+            log_dir,
+            "events.out.tfevents.%010d.%s.%s.%s%s"
+            % (time.time(), socket.gethostname(), os.getpid(), _FILES, SUFFIX),
+        )
+        self.flush_secs = float(flush_secs)
+        self.seen = set()
+        self._writer = tf.io.TFRecordWriter(self.path)
+        first = event_pb2.Event(
+            wall_time=time.time(),
+            file_version="brain.Event:2",
+            source_metadata=event_pb2.SourceMetadata(
+                writer="keras_activations.GradientMonitor"
+            ),
+        )
+        self._writer.write(first.SerializeToString())
+        self.flush()
+
+    def write(self, step, values):
+        """Appends one event holding the framed `values` (bytes)."""
+        summary = b"".join(values)
+        head = event_pb2.Event(wall_time=time.time(), step=int(step))
+        # Field 5 (summary), length-delimited: parsers merge the fields.
+        event = head.SerializeToString() + b"\x2a" + _varint(len(summary)) + summary
+        self._writer.write(event)
+        if time.monotonic() - self._flushed >= self.flush_secs:
+            self.flush()
+
+    def flush(self):
+        self._writer.flush()
+        self._flushed = time.monotonic()
+
+    def close(self):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
