@@ -355,3 +355,70 @@ def test_rows_and_csv(tmp_path):
     assert lines[0].split(",")[:4] == ["step", "epoch", "layer", "depth"]
     assert len(lines) == 7
     assert "h1" in monitor.table()
+
+
+@pytest.mark.parametrize("source", ["array", "unknown_length", "spe3"])
+def test_epoch_records_need_no_batch_hook(source):
+    """update_freq="epoch" is async-safe (Keras may dispatch batch ends in a
+    thread): the device counts the steps and snapshots the epoch's last."""
+    model = _mlp()
+    x, y = _data(n=48)
+    if source == "spe3":
+        model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse", steps_per_execution=3)
+    monitor = GradientMonitor(dead_warning_threshold=None)
+    assert monitor.async_safe and not GradientMonitor(update_freq=2).async_safe
+    if source == "unknown_length":
+        data = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+        data = data.filter(lambda a, b: True)  # cardinality unknown
+        model.fit(data, epochs=2, verbose=0, callbacks=[monitor])
+    else:
+        _fit(model, x, y, monitor, epochs=2)
+    assert [(r["step"], r["epoch"], r["steps"]) for r in monitor.history] == [(6, 0, 6), (12, 1, 6)]
+    grads = _tape_gradients(model, x[40:], y[40:])  # the epoch's last batch
+    record = monitor.history[-1]
+    total = np.sqrt(sum(np.sum(g**2) for g in grads.values()))
+    np.testing.assert_allclose(record["global_norm"], total, rtol=1e-5)
+    for path, g in grads.items():
+        assert record["variables"][path]["histogram"]["counts"].sum() == g.size
+    assert record["layers"]["h0"]["gradient_cosine"] is not None
+
+
+def test_negative_derivative_is_alive_and_not_saturated():
+    """|f'| decides: abs_rectifier's slope -1 on x < 0 is neither dead nor
+    saturated, even with a dead tolerance; a LeakyReLU with slope 0 dies."""
+    import keras_activations as ka
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4,))
+    a = keras.layers.Dense(5, bias_initializer=keras.initializers.Constant(-10.0), name="a")(inputs)
+    a = ka.AbsRectifier(name="abs")(a)
+    b = keras.layers.Dense(5, bias_initializer=keras.initializers.Constant(-10.0), name="b")(a)
+    b = ka.LeakyReLU(negative_slope=0.0, name="leaky0")(b)
+    model = keras.Model(inputs, keras.layers.Dense(1, name="out")(b))
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
+    x, y = _data()
+    monitor = GradientMonitor(dead_tolerance=0.5, dead_warning_threshold=None)
+    _fit(model, x, y, monitor)
+    layers = monitor.history[-1]["layers"]
+    assert layers["abs"]["dead_units"] == 0 and layers["abs"]["saturation"] == 0.0
+    assert layers["leaky0"]["dead_units"] == 5 and layers["leaky0"]["saturation"] == 1.0
+
+
+def test_depth_profile_pixels():
+    """Bars of known values: norms 10 and 0.1 span the log panel 10^-1..10^1,
+    a dead fraction of 0.5 fills half its panel, the only mean (-2) fills
+    the mean panel's lower half; a grey tick where a value is missing."""
+    from keras_activations.monitor import plots
+
+    img = plots.depth_profile_values([10.0, 0.1], [0.5, None], [-2.0, None], bar=4, gap=2, height=11)
+    assert img.shape == (3 * 11 + 8, 64, 3)
+    blue, red, green, grey = (31, 119, 180), (214, 39, 40), (44, 160, 44), (170, 170, 170)
+    column = img[:, 3]  # inside the first bar
+    assert all(tuple(column[r]) == blue for r in range(0, 11))  # 10 is the top
+    assert all(tuple(column[15 + r]) == red for r in range(5, 11))  # rows 5..10 of panel 2
+    assert tuple(column[15 + 4]) != red
+    assert all(tuple(column[30 + r]) == green for r in range(5, 11))  # base row 5 down to 10
+    assert tuple(column[30 + 4]) != green
+    second = img[:, 9]  # inside the second bar
+    assert tuple(second[10]) == blue and tuple(second[9]) != blue  # 0.1: the bottom
+    assert [tuple(second[15 + r]) for r in (7, 8, 9, 10)] == [(255, 255, 255), grey, grey, grey]
