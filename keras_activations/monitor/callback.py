@@ -34,7 +34,7 @@ class GradientMonitor(keras.callbacks.Callback):
     One record per window (`update_freq`) holds, for every watched layer
     (TensorBoard tag in brackets):
 
-    - a histogram of the applied gradient of each trainable variable
+    - a histogram of the applied gradient of each watched trainable variable
       [`gradients/<variable path>`], of the window's last step: after the
       loss scale is taken out (mixed precision) and after the all-reduce
       (`tf.distribute`);
@@ -45,9 +45,9 @@ class GradientMonitor(keras.callbacks.Callback):
     - the cosine between this record's gradient of a layer and the previous
       record's [`gradient_cosine/<layer>`];
     - per activation site: dead units over the window (units whose
-      derivative was <= `dead_tolerance` for every example)
+      derivative's absolute value was <= `dead_tolerance` for every example)
       [`dead_units/<layer>`, `dead_fraction/<layer>`], the share of
-      unit-example pairs with derivative < `saturation_tolerance`
+      unit-example pairs with |derivative| < `saturation_tolerance`
       [`saturation/<layer>`], the mean and standard deviation of the outputs
       over the window [`activation_mean/<layer>`, `activation_std/<layer>`]
       and a histogram of the outputs of the window's last step
