@@ -11,7 +11,12 @@ gradient (its norm) and, only when the step has a non-finite value, the
 count of NaN/inf elements. Per step, for every activation site: per-unit
 "fired in this step" counts (`|f'(x)| > dead_tolerance` for some example),
 the count of unit-example pairs with `|f'(x)| < saturation_tolerance`, and the
-sum and sum of squares of the outputs.
+sum and sum of squares of the outputs. On one device the figures of all of a
+step's sites are computed at the end of the step in ONE XLA cluster
+(`_sites_step`), and all gradients' figures in one function
+(`_gradient_step`, not XLA-compiled: TensorFlow's reductions were faster);
+the norms are the sums of squares, and the non-finite elements are counted
+only when one of those is NaN/inf.
 
 Only on *snapshot* steps (the last step of a record window; the host sets
 `snap_from` so the device knows): a histogram of each watched variable's
@@ -30,6 +35,8 @@ replica, use `ONLY_FIRST_REPLICA`. Histogram edges of activations are the
 min/max over all replicas (an all-reduce per step, only when there is more
 than one replica), so the records equal a single-device run's.
 """
+
+import functools
 
 import numpy as np
 import tensorflow as tf
@@ -101,6 +108,127 @@ def _count(values, lo, hi, bins, use_segment_sum, n_bad=None):
     return counts, tf.stack([lo, hi])
 
 
+def _site_step(
+    x,
+    y,
+    take,
+    old_hist,
+    old_lohi,
+    *,
+    derivative,
+    axes,
+    track_dead,
+    dead_tolerance,
+    saturation_tolerance,
+    bins,
+):
+    """One step's figures of an activation site, as one XLA cluster.
+
+    Returns `(fired, stats, hist, lohi)`: per-unit "|f'| > dead_tolerance for
+    some example" flags, `[saturated pairs, pairs, sum, sum of squares]`, and
+    the output histogram and range (new on a snapshot step, else the old).
+    """
+    y32 = tf.cast(y, tf.float32)
+    s1 = tf.reduce_sum(y32)
+    s2 = tf.reduce_sum(tf.square(y32))
+    pairs = tf.cast(tf.size(y32), tf.float32)
+    saturated = tf.constant(0.0, tf.float32)
+    fired = tf.zeros([1], tf.float32)
+    if derivative is not None:
+        d = tf.abs(tf.cast(derivative(tf.cast(x, tf.float32)), tf.float32))
+        if track_dead:
+            fired = tf.cast(tf.reduce_max(d, axis=axes) > dead_tolerance, tf.float32)
+        saturated = tf.reduce_sum(tf.cast(d < saturation_tolerance, tf.float32))
+    stats = tf.cast(tf.stack([saturated, pairs, s1, s2]), tf.float64)
+    hist, lohi = tf.cond(
+        take,
+        lambda: histogram(y32, bins, True, True),
+        lambda: (old_hist, old_lohi),
+    )
+    return fired, stats, hist, lohi
+
+
+def _sites_step(xs, ys, take, old_hists, old_lohis, *, params, bins, with_histograms):
+    """`_site_step` for every site of a training step, as ONE XLA cluster.
+
+    Args:
+        xs, ys: Each site's input and output.
+        take: Whether this is a snapshot step.
+        old_hists, old_lohis: Each site's current histogram accumulators.
+        params: Per site, the keyword arguments of `_site_step`.
+        bins: Histogram buckets.
+        with_histograms: Whether to histogram here (else the old values are
+            passed through and the caller histograms).
+
+    Returns:
+        Lists `(fired, stats, hists, lohis)`, one entry per site.
+    """
+    out = ([], [], [], [])
+    for x, y, old_h, old_l, kw in zip(xs, ys, old_hists, old_lohis, params):
+        figures = _site_step(
+            x,
+            y,
+            take if with_histograms else tf.constant(False),
+            old_h,
+            old_l,
+            bins=bins,
+            **kw,
+        )
+        for acc, value in zip(out, figures):
+            acc.append(value)
+    return out
+
+
+def _gradient_step(grads, take, old_hist, old_lohi, *, n, positions, watched, bins):
+    """One step's figures of the applied gradients, as one XLA cluster.
+
+    Args:
+        grads: float32 gradients, one per entry of `positions`.
+        take: Whether this is a snapshot step.
+        old_hist, old_lohi: The current histogram accumulators.
+        n: Number of trainable variables.
+        positions: Position of each gradient among them.
+        watched: Row of each watched position in the histograms.
+        bins: Histogram buckets.
+
+    Returns:
+        `(sumsq [n], nonfinite [n], hist, lohi)`.
+    """
+    sumsq = [tf.constant(0.0, tf.float32)] * max(n, 1)
+    for g, i in zip(grads, positions):
+        sumsq[i] = tf.reduce_sum(tf.square(g))
+    sumsq = tf.stack(sumsq)
+
+    def count_nonfinite():  # only when a sum of squares is NaN/inf
+        bad = [tf.constant(0.0, tf.float64)] * max(n, 1)
+        for g, i in zip(grads, positions):
+            bad[i] = tf.reduce_sum(
+                tf.cast(tf.logical_not(tf.math.is_finite(g)), tf.float64)
+            )
+        return tf.stack(bad)
+
+    bad = tf.cond(
+        tf.reduce_all(tf.math.is_finite(sumsq)),
+        lambda: tf.zeros([max(n, 1)], tf.float64),
+        count_nonfinite,
+    )
+
+    def snapshot():
+        # Rows of watched variables without a gradient this step are zeros.
+        hists = [tf.zeros([bins], tf.float64)] * len(watched)
+        lohis = [tf.zeros([2], tf.float32)] * len(watched)
+        for g, i in zip(grads, positions):
+            row = watched.get(i)
+            if row is not None:
+                hists[row], lohis[row] = histogram(g, bins, True, True)
+        if not watched:
+            return old_hist, old_lohi
+        return tf.stack(hists), tf.stack(lohis)
+
+    hist, lohi = tf.cond(take, snapshot, lambda: (old_hist, old_lohi))
+    return sumsq, bad, hist, lohi
+
+
 class _SiteState:
     def __init__(self, site, bins, track_dead):
         self.site = site
@@ -115,6 +243,7 @@ class _SiteState:
         self.stats = _state_variable(tf.zeros([4], tf.float64), _SUM, "stats")
         self.hist = _state_variable(tf.zeros([bins], tf.float64), _SUM, "hist")
         self.lohi = _state_variable(tf.zeros([2], tf.float32), _FIRST, "lohi")
+        self.step_fn = None  # compiled by DeviceState.record_site
 
 
 class DeviceState:
@@ -132,6 +261,9 @@ class DeviceState:
             is below it.
         use_segment_sum: Count histograms with an XLA-compatible op.
         var_key: Function mapping a variable to the optimizer's key.
+        always_snapshot: Every step is a snapshot (`update_freq=1`): take
+            the histograms unconditionally, with TensorFlow's histogram op
+            outside the XLA clusters (faster on CPU than a segment sum).
     """
 
     def __init__(
@@ -144,8 +276,10 @@ class DeviceState:
         saturation_tolerance,
         use_segment_sum,
         var_key,
+        always_snapshot=False,
     ):
         self.strategy = strategy
+        self.always_snapshot = bool(always_snapshot)
         self.replicas = strategy.num_replicas_in_sync
         self.bins = bins
         self.dead_tolerance = float(dead_tolerance)
@@ -197,17 +331,83 @@ class DeviceState:
                 track_dead = site.pieces is not None or site.derivative is not None
                 site.track_dead = track_dead
                 self.sites[id(site)] = _SiteState(site, bins, track_dead)
+        self._gradient_fns = {}  # compiled per set of present gradients
+        self._sites_fns = {}  # compiled per set of sites in a step
+        self._pending = []  # (state, axes, x, y) of the step's sites
+        self._deferring = False
 
     # ---- inside the training step -------------------------------------
 
     def begin_step(self):
         self.dstep.assign_add(1)
+        self._pending = []
+        self._deferring = True
+
+    def end_step(self):
+        """Computes the figures of the step's activation sites, deferred by
+        `record_site`, in one XLA cluster (`_sites_step`)."""
+        pending, self._pending, self._deferring = self._pending, [], False
+        if not pending:
+            return
+        graph = tf.compat.v1.get_default_graph()
+        here = [p for p in pending if getattr(p[2], "graph", graph) is graph]
+        for state, axes, x, y in pending:  # made in a nested graph: now
+            if not any(state is q[0] for q in here):
+                self.record_site(state.site, x, y)
+        if not here:
+            return
+        key = tuple(id(state) for state, _, _, _ in here)
+        fn = self._sites_fns.get(key)
+        if fn is None:
+            params = [
+                dict(
+                    derivative=state.site.derivative,
+                    axes=axes,
+                    track_dead=state.track_dead,
+                    dead_tolerance=self.dead_tolerance,
+                    saturation_tolerance=self.saturation_tolerance,
+                )
+                for state, axes, _, _ in here
+            ]
+            fn = self._sites_fns[key] = tf.function(
+                functools.partial(
+                    _sites_step,
+                    params=params,
+                    bins=self.bins,
+                    with_histograms=not self.always_snapshot,
+                ),
+                jit_compile=True,
+                autograph=False,
+            )
+        fired, stats, hists, lohis = fn(
+            [x for _, _, x, _ in here],
+            [y for _, _, _, y in here],
+            tf.constant(False) if self.always_snapshot else self._snapshot_now(),
+            [state.hist.read_value() for state, _, _, _ in here],
+            [state.lohi.read_value() for state, _, _, _ in here],
+        )
+        for k, (state, _, _, y) in enumerate(here):
+            hist, lohi = hists[k], lohis[k]
+            if self.always_snapshot:  # TensorFlow's histogram op is faster
+                hist, lohi = histogram(
+                    tf.cast(y, tf.float32), self.bins, self.use_segment_sum, True
+                )
+            if state.track_dead:
+                state.alive.assign_add(fired[k])
+            state.stats.assign_add(stats[k])
+            state.hist.assign(hist)
+            state.lohi.assign(lohi)
 
     def _snapshot_now(self):
         return self.dstep.read_value() >= self.snap_from.read_value()
 
     def record_gradients(self, grads_and_vars):
-        """Accumulates figures of the applied gradients (replica context)."""
+        """Accumulates figures of the applied gradients (replica context).
+
+        Norms and non-finite counts of every gradient, and on a snapshot
+        step the histograms, in one XLA cluster (`_gradient_step`); on a
+        snapshot step the watched gradients are also copied for the cosine.
+        """
         grads = {}
         for g, v in grads_and_vars:
             if g is None:
@@ -220,67 +420,57 @@ class DeviceState:
             grads[pos] = tf.cast(tf.stop_gradient(g), tf.float32)
         if not grads:
             return
-        n = len(self.variables)
-        zero = tf.constant(0.0, tf.float32)
-        sumsq = tf.stack(
-            [
-                tf.reduce_sum(tf.square(grads[i])) if i in grads else zero
-                for i in range(n)
-            ]
+        positions = sorted(grads)
+        key = tuple(positions)
+        if key not in self._gradient_fns:
+            self._gradient_fns[key] = tf.function(
+                functools.partial(
+                    _gradient_step,
+                    n=len(self.variables),
+                    positions=positions,
+                    watched={i: j for j, i in enumerate(self.watched_pos)},
+                    bins=self.bins,
+                ),
+                # Not XLA: TensorFlow's own reductions were faster here
+                # (0.40 against 0.64 ms for 18 gradients of an 8x256 MLP).
+                jit_compile=False,
+                autograph=False,
+            )
+        take = tf.constant(False) if self.always_snapshot else self._snapshot_now()
+        sumsq, bad, hist, lohi = self._gradient_fns[key](
+            [grads[i] for i in positions],
+            take,
+            self.ghist.read_value(),
+            self.glohi.read_value(),
         )
+        if self.always_snapshot:  # TensorFlow's histogram op is faster
+            hists, lohis = [], []
+            for i in self.watched_pos:
+                if i in grads:
+                    h, r = histogram(grads[i], self.bins, self.use_segment_sum, True)
+                else:
+                    h, r = tf.zeros([self.bins], tf.float64), tf.zeros([2], tf.float32)
+                hists.append(h)
+                lohis.append(r)
+            if hists:
+                hist, lohi = tf.stack(hists), tf.stack(lohis)
+            take = tf.constant(True)
         self.sumsq.assign(sumsq)
-        finite = tf.reduce_all(tf.math.is_finite(sumsq))
+        self.nonfinite.assign_add(bad)
+        self.ghist.assign(hist)
+        self.glohi.assign(lohi)
 
-        def count_nonfinite():
-            counts = [
-                (
-                    tf.reduce_sum(
-                        tf.cast(
-                            tf.logical_not(tf.math.is_finite(grads[i])),
-                            tf.float64,
-                        )
-                    )
-                    if i in grads
-                    else tf.constant(0.0, tf.float64)
-                )
-                for i in range(n)
-            ]
-            self.nonfinite.assign_add(tf.stack(counts))
-            return tf.constant(True)
-
-        def nothing():
-            return tf.constant(True)
-
-        tf.cond(finite, nothing, count_nonfinite)
-
-        def snapshot(safe):
-            def fn():
-                hists, lohis = [], []
-                for j, i in enumerate(self.watched_pos):
-                    if i not in grads:
-                        hists.append(tf.zeros([self.bins], tf.float64))
-                        lohis.append(tf.zeros([2], tf.float32))
-                        continue
-                    h, lohi = histogram(
-                        grads[i], self.bins, self.use_segment_sum, safe
-                    )
-                    hists.append(h)
-                    lohis.append(lohi)
+        def copy():
+            for j, i in enumerate(self.watched_pos):
+                if i in grads:
                     self.cur[j].assign(tf.reshape(grads[i], self.cur[j].shape))
-                if hists:
-                    self.ghist.assign(tf.stack(hists))
-                    self.glohi.assign(tf.stack(lohis))
-                self.snap_dstep.assign(self.dstep.read_value())
-                return tf.constant(True)
+            self.snap_dstep.assign(self.dstep.read_value())
+            return tf.constant(True)
 
-            return fn
-
-        take = self._snapshot_now()
-        tf.cond(
-            tf.logical_and(take, finite),
-            snapshot(safe=False),
-            lambda: tf.cond(take, snapshot(safe=True), nothing),
-        )
+        if self.always_snapshot:
+            copy()
+        else:
+            tf.cond(take, copy, lambda: tf.constant(True))
 
     def record_site(self, site, x, y):
         """Accumulates figures of one activation site (replica context)."""
@@ -292,6 +482,46 @@ class DeviceState:
             return
         axis = site.unit_axis % rank
         axes = [a for a in range(rank) if a != axis]
+        if self.replicas == 1 and site.pieces is None and self._deferring:
+            # Computed with the step's other sites in `end_step`.
+            self._pending.append((state, axes, tf.stop_gradient(x), tf.stop_gradient(y)))
+            return
+        if self.replicas == 1 and site.pieces is None:
+            if state.step_fn is None:
+                state.step_fn = tf.function(
+                    functools.partial(
+                        _site_step,
+                        derivative=site.derivative,
+                        axes=axes,
+                        track_dead=state.track_dead,
+                        dead_tolerance=self.dead_tolerance,
+                        saturation_tolerance=self.saturation_tolerance,
+                        bins=self.bins,
+                    ),
+                    jit_compile=True,
+                    autograph=False,
+                )
+            take = False if self.always_snapshot else self._snapshot_now()
+            fired, stats, hist, lohi = state.step_fn(
+                tf.stop_gradient(x),
+                tf.stop_gradient(y),
+                tf.constant(take) if take is False else take,
+                state.hist.read_value(),
+                state.lohi.read_value(),
+            )
+            if self.always_snapshot:  # TensorFlow's histogram op is faster
+                hist, lohi = histogram(
+                    tf.cast(tf.stop_gradient(y), tf.float32),
+                    self.bins,
+                    self.use_segment_sum,
+                    True,
+                )
+            if state.track_dead:
+                state.alive.assign_add(fired)
+            state.stats.assign_add(stats)
+            state.hist.assign(hist)
+            state.lohi.assign(lohi)
+            return
         x = tf.stop_gradient(x)
         y32 = tf.cast(tf.stop_gradient(y), tf.float32)
         s1 = tf.reduce_sum(y32)

@@ -367,6 +367,9 @@ class GradientMonitor(keras.callbacks.Callback):
                     first = [t for t in tf.nest.flatten(data) if t is not None]
                     with tf.control_dependencies(first[:1]):
                         monitor._state.begin_step()
+                    result = original_step(data)
+                    monitor._state.end_step()
+                    return result
                 return original_step(data)
             finally:
                 monitor._mode = previous
@@ -523,6 +526,7 @@ class GradientMonitor(keras.callbacks.Callback):
             self.saturation_tolerance,
             use_segment_sum=bool(getattr(self.model, "jit_compile", False)),
             var_key=self._optimizer._var_key,
+            always_snapshot=self.update_freq == 1,
         )
         self._program = figures.RecordProgram(
             self._state,
