@@ -379,24 +379,36 @@ class DeviceState:
                 jit_compile=True,
                 autograph=False,
             )
+        take = tf.constant(False) if self.always_snapshot else self._snapshot_now()
+        no_hist = tf.zeros([self.bins], tf.float64)
+        no_lohi = tf.zeros([2], tf.float32)
         fired, stats, hists, lohis = fn(
             [x for _, _, x, _ in here],
             [y for _, _, _, y in here],
-            tf.constant(False) if self.always_snapshot else self._snapshot_now(),
-            [state.hist.read_value() for state, _, _, _ in here],
-            [state.lohi.read_value() for state, _, _, _ in here],
+            take,
+            [no_hist] * len(here),
+            [no_lohi] * len(here),
         )
-        for k, (state, _, _, y) in enumerate(here):
-            hist, lohi = hists[k], lohis[k]
-            if self.always_snapshot:  # TensorFlow's histogram op is faster
-                hist, lohi = histogram(
-                    tf.cast(y, tf.float32), self.bins, self.use_segment_sum, True
-                )
+        for k, (state, _, _, _) in enumerate(here):
             if state.track_dead:
                 state.alive.assign_add(fired[k])
             state.stats.assign_add(stats[k])
-            state.hist.assign(hist)
-            state.lohi.assign(lohi)
+        if self.always_snapshot:  # TensorFlow's histogram op is faster
+            for state, _, _, y in here:
+                hist, lohi = histogram(
+                    tf.cast(y, tf.float32), self.bins, self.use_segment_sum, True
+                )
+                state.hist.assign(hist)
+                state.lohi.assign(lohi)
+            return
+
+        def keep_histograms():  # one conditional for all sites
+            for k, (state, _, _, _) in enumerate(here):
+                state.hist.assign(hists[k])
+                state.lohi.assign(lohis[k])
+            return tf.constant(True)
+
+        tf.cond(take, keep_histograms, lambda: tf.constant(True))
 
     def _snapshot_now(self):
         return self.dstep.read_value() >= self.snap_from.read_value()
