@@ -122,7 +122,7 @@ def _site_step(
     saturation_tolerance,
     bins,
 ):
-    """One step's figures of an activation site, as one XLA cluster.
+    """One step's figures of an activation site (inside `_sites_step`).
 
     Returns `(fired, stats, hist, lohi)`: per-unit "|f'| > dead_tolerance for
     some example" flags, `[saturated pairs, pairs, sum, sum of squares]`, and
@@ -243,7 +243,6 @@ class _SiteState:
         self.stats = _state_variable(tf.zeros([4], tf.float64), _SUM, "stats")
         self.hist = _state_variable(tf.zeros([bins], tf.float64), _SUM, "hist")
         self.lohi = _state_variable(tf.zeros([2], tf.float32), _FIRST, "lohi")
-        self.step_fn = None  # compiled by DeviceState.record_site
 
 
 class DeviceState:
@@ -495,44 +494,9 @@ class DeviceState:
         axis = site.unit_axis % rank
         axes = [a for a in range(rank) if a != axis]
         if self.replicas == 1 and site.pieces is None and self._deferring:
-            # Computed with the step's other sites in `end_step`.
+            # Computed with the step's other sites in `end_step`; the rest
+            # (several replicas, Maxout, a site in a nested graph) below.
             self._pending.append((state, axes, tf.stop_gradient(x), tf.stop_gradient(y)))
-            return
-        if self.replicas == 1 and site.pieces is None:
-            if state.step_fn is None:
-                state.step_fn = tf.function(
-                    functools.partial(
-                        _site_step,
-                        derivative=site.derivative,
-                        axes=axes,
-                        track_dead=state.track_dead,
-                        dead_tolerance=self.dead_tolerance,
-                        saturation_tolerance=self.saturation_tolerance,
-                        bins=self.bins,
-                    ),
-                    jit_compile=True,
-                    autograph=False,
-                )
-            take = False if self.always_snapshot else self._snapshot_now()
-            fired, stats, hist, lohi = state.step_fn(
-                tf.stop_gradient(x),
-                tf.stop_gradient(y),
-                tf.constant(take) if take is False else take,
-                state.hist.read_value(),
-                state.lohi.read_value(),
-            )
-            if self.always_snapshot:  # TensorFlow's histogram op is faster
-                hist, lohi = histogram(
-                    tf.cast(tf.stop_gradient(y), tf.float32),
-                    self.bins,
-                    self.use_segment_sum,
-                    True,
-                )
-            if state.track_dead:
-                state.alive.assign_add(fired)
-            state.stats.assign_add(stats)
-            state.hist.assign(hist)
-            state.lohi.assign(lohi)
             return
         x = tf.stop_gradient(x)
         y32 = tf.cast(tf.stop_gradient(y), tf.float32)
