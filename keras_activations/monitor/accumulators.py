@@ -36,8 +36,6 @@ min/max over all replicas (an all-reduce per step, only when there is more
 than one replica), so the records equal a single-device run's.
 """
 
-import functools
-
 import numpy as np
 import tensorflow as tf
 
@@ -108,125 +106,32 @@ def _count(values, lo, hi, bins, use_segment_sum, n_bad=None):
     return counts, tf.stack([lo, hi])
 
 
-def _site_step(
-    x,
-    y,
-    take,
-    old_hist,
-    old_lohi,
-    *,
-    derivative,
-    axes,
-    track_dead,
-    dead_tolerance,
-    saturation_tolerance,
-    bins,
-):
-    """One step's figures of an activation site (inside `_sites_step`).
+def _site_figures(x, y, derivative, axes, saturation_tolerance):
+    """One step's figures of an activation site, as plain TensorFlow ops.
 
-    Returns `(fired, stats, hist, lohi)`: per-unit "|f'| > dead_tolerance for
-    some example" flags, `[saturated pairs, pairs, sum, sum of squares]`, and
-    the output histogram and range (new on a snapshot step, else the old).
+    Returns `(peak, stats)`: per unit the largest `|f'(x)|` over the step's
+    examples (`None` without a derivative), and float32 `[saturated pairs,
+    pairs, sum, sum of squares]` of the outputs. Each figure is ONE pass
+    over the site (a reduction), so no temporary the size of the site is
+    made except `|f'(x)|` itself.
     """
     y32 = tf.cast(y, tf.float32)
-    s1 = tf.reduce_sum(y32)
-    s2 = tf.reduce_sum(tf.square(y32))
     pairs = tf.cast(tf.size(y32), tf.float32)
-    saturated = tf.constant(0.0, tf.float32)
-    fired = tf.zeros([1], tf.float32)
-    if derivative is not None:
-        d = tf.abs(tf.cast(derivative(tf.cast(x, tf.float32)), tf.float32))
-        if track_dead:
-            fired = tf.cast(tf.reduce_max(d, axis=axes) > dead_tolerance, tf.float32)
-        saturated = tf.reduce_sum(tf.cast(d < saturation_tolerance, tf.float32))
-    stats = tf.cast(tf.stack([saturated, pairs, s1, s2]), tf.float64)
-    hist, lohi = tf.cond(
-        take,
-        lambda: histogram(y32, bins, True, True),
-        lambda: (old_hist, old_lohi),
-    )
-    return fired, stats, hist, lohi
+    s1 = tf.reduce_sum(y32)
+    s2 = 2.0 * tf.nn.l2_loss(y32)
+    if derivative is None:
+        return None, tf.stack([0.0, pairs, s1, s2])
+    d = tf.abs(tf.cast(derivative(tf.cast(x, tf.float32)), tf.float32))
+    peak = tf.reduce_max(d, axis=axes)
+    saturated = tf.reduce_sum(tf.cast(d < saturation_tolerance, tf.float32))
+    return peak, tf.stack([saturated, pairs, s1, s2])
 
 
-def _sites_step(xs, ys, take, old_hists, old_lohis, *, params, bins, with_histograms):
-    """`_site_step` for every site of a training step, as ONE XLA cluster.
-
-    Args:
-        xs, ys: Each site's input and output.
-        take: Whether this is a snapshot step.
-        old_hists, old_lohis: Each site's current histogram accumulators.
-        params: Per site, the keyword arguments of `_site_step`.
-        bins: Histogram buckets.
-        with_histograms: Whether to histogram here (else the old values are
-            passed through and the caller histograms).
-
-    Returns:
-        Lists `(fired, stats, hists, lohis)`, one entry per site.
-    """
-    out = ([], [], [], [])
-    for x, y, old_h, old_l, kw in zip(xs, ys, old_hists, old_lohis, params):
-        figures = _site_step(
-            x,
-            y,
-            take if with_histograms else tf.constant(False),
-            old_h,
-            old_l,
-            bins=bins,
-            **kw,
-        )
-        for acc, value in zip(out, figures):
-            acc.append(value)
-    return out
-
-
-def _gradient_step(grads, take, old_hist, old_lohi, *, n, positions, watched, bins):
-    """One step's figures of the applied gradients, as one XLA cluster.
-
-    Args:
-        grads: float32 gradients, one per entry of `positions`.
-        take: Whether this is a snapshot step.
-        old_hist, old_lohi: The current histogram accumulators.
-        n: Number of trainable variables.
-        positions: Position of each gradient among them.
-        watched: Row of each watched position in the histograms.
-        bins: Histogram buckets.
-
-    Returns:
-        `(sumsq [n], nonfinite [n], hist, lohi)`.
-    """
-    sumsq = [tf.constant(0.0, tf.float32)] * max(n, 1)
-    for g, i in zip(grads, positions):
-        sumsq[i] = tf.reduce_sum(tf.square(g))
-    sumsq = tf.stack(sumsq)
-
-    def count_nonfinite():  # only when a sum of squares is NaN/inf
-        bad = [tf.constant(0.0, tf.float64)] * max(n, 1)
-        for g, i in zip(grads, positions):
-            bad[i] = tf.reduce_sum(
-                tf.cast(tf.logical_not(tf.math.is_finite(g)), tf.float64)
-            )
-        return tf.stack(bad)
-
-    bad = tf.cond(
-        tf.reduce_all(tf.math.is_finite(sumsq)),
-        lambda: tf.zeros([max(n, 1)], tf.float64),
-        count_nonfinite,
-    )
-
-    def snapshot():
-        # Rows of watched variables without a gradient this step are zeros.
-        hists = [tf.zeros([bins], tf.float64)] * len(watched)
-        lohis = [tf.zeros([2], tf.float32)] * len(watched)
-        for g, i in zip(grads, positions):
-            row = watched.get(i)
-            if row is not None:
-                hists[row], lohis[row] = histogram(g, bins, True, True)
-        if not watched:
-            return old_hist, old_lohi
-        return tf.stack(hists), tf.stack(lohis)
-
-    hist, lohi = tf.cond(take, snapshot, lambda: (old_hist, old_lohi))
-    return sumsq, bad, hist, lohi
+def _nan_safe_peak(x, derivative, axes):
+    """`_site_figures`'s peak with NaN derivatives left out (TensorFlow's
+    `reduce_max` propagates NaN; a NaN derivative has not "fired")."""
+    d = tf.abs(tf.cast(derivative(tf.cast(x, tf.float32)), tf.float32))
+    return tf.reduce_max(tf.where(tf.math.is_nan(d), tf.zeros_like(d), d), axis=axes)
 
 
 class _SiteState:
@@ -330,8 +235,30 @@ class DeviceState:
                 track_dead = site.pieces is not None or site.derivative is not None
                 site.track_dead = track_dead
                 self.sites[id(site)] = _SiteState(site, bins, track_dead)
-        self._gradient_fns = {}  # compiled per set of present gradients
-        self._sites_fns = {}  # compiled per set of sites in a step
+            # On one device, the sites' window sums live in two packed
+            # variables, updated once per step (`end_step`): per unit the
+            # largest |f'(x)| of the window, and per site the four sums.
+            self.packed = []
+            self.peak_slices = {}
+            offset = 0
+            if self.replicas == 1:
+                for site in sites:
+                    if site.pieces is not None:
+                        continue  # Maxout: `record_site` counts winners
+                    state = self.sites[id(site)]
+                    if site.derivative is not None:
+                        self.peak_slices[id(state)] = (offset, site.units)
+                        offset += site.units
+                    self.packed.append(state)
+            self.rows = {id(state): i for i, state in enumerate(self.packed)}
+            self.peak = _state_variable(
+                tf.zeros([max(offset, 1)], tf.float32), _FIRST, "peak"
+            )
+            self.site_sums = _state_variable(
+                tf.zeros([max(len(self.packed), 1), 4], tf.float64),
+                _FIRST,
+                "site_sums",
+            )
         self._pending = []  # (state, axes, x, y) of the step's sites
         self._deferring = False
 
@@ -344,70 +271,78 @@ class DeviceState:
 
     def end_step(self):
         """Computes the figures of the step's activation sites, deferred by
-        `record_site`, in one XLA cluster (`_sites_step`)."""
+        `record_site`, and adds them to the packed window sums.
+
+        Plain TensorFlow ops, a few reductions per site (see
+        `_site_figures`); two variable updates for all sites; histograms
+        only on a snapshot step, under one conditional. XLA clusters were
+        measured slower here: on a CPU their kernels wait for the thread
+        pool that the step's matrix products keep busy.
+        """
         pending, self._pending, self._deferring = self._pending, [], False
         if not pending:
             return
         graph = tf.compat.v1.get_default_graph()
-        here = [p for p in pending if getattr(p[2], "graph", graph) is graph]
+        here = {}
+        for state, axes, x, y in pending:
+            if getattr(y, "graph", graph) is graph and id(state) in self.rows:
+                here.setdefault(id(state), (state, axes, x, y))
         for state, axes, x, y in pending:  # made in a nested graph: now
-            if not any(state is q[0] for q in here):
+            if id(state) not in here:
                 self.record_site(state.site, x, y)
         if not here:
             return
-        key = tuple(id(state) for state, _, _, _ in here)
-        fn = self._sites_fns.get(key)
-        if fn is None:
-            params = [
-                dict(
-                    derivative=state.site.derivative,
-                    axes=axes,
-                    track_dead=state.track_dead,
-                    dead_tolerance=self.dead_tolerance,
-                    saturation_tolerance=self.saturation_tolerance,
-                )
-                for state, axes, _, _ in here
-            ]
-            fn = self._sites_fns[key] = tf.function(
-                functools.partial(
-                    _sites_step,
-                    params=params,
-                    bins=self.bins,
-                    with_histograms=not self.always_snapshot,
-                ),
-                jit_compile=True,
-                autograph=False,
+        peaks, stats = [], []
+        for state in self.packed:
+            entry = here.get(id(state))
+            units = self.peak_slices.get(id(state), (0, 0))[1]
+            if entry is None:  # not called in this step
+                stats.append(tf.zeros([4], tf.float32))
+                if id(state) in self.peak_slices:
+                    peaks.append(tf.zeros([units], tf.float32))
+                continue
+            _, axes, x, y = entry
+            peak, figures = _site_figures(
+                x, y, state.site.derivative, axes, self.saturation_tolerance
             )
-        take = tf.constant(False) if self.always_snapshot else self._snapshot_now()
-        no_hist = tf.zeros([self.bins], tf.float64)
-        no_lohi = tf.zeros([2], tf.float32)
-        fired, stats, hists, lohis = fn(
-            [x for _, _, x, _ in here],
-            [y for _, _, _, y in here],
-            take,
-            [no_hist] * len(here),
-            [no_lohi] * len(here),
-        )
-        for k, (state, _, _, _) in enumerate(here):
-            if state.track_dead:
-                state.alive.assign_add(fired[k])
-            state.stats.assign_add(stats[k])
-        if self.always_snapshot:  # TensorFlow's histogram op is faster
-            for state, _, _, y in here:
+            stats.append(figures)
+            if peak is not None:
+                peaks.append(peak)
+        self.site_sums.assign_add(tf.cast(tf.stack(stats), tf.float64))
+        if peaks:
+            peak = tf.concat(peaks, axis=0)
+
+            def nan_safe():  # only when a derivative was NaN
+                out = []
+                for state in self.packed:
+                    if id(state) not in self.peak_slices:
+                        continue
+                    entry = here.get(id(state))
+                    if entry is None:
+                        out.append(tf.zeros([self.peak_slices[id(state)][1]]))
+                    else:
+                        _, axes, x, _ = entry
+                        out.append(_nan_safe_peak(x, state.site.derivative, axes))
+                return tf.concat(out, axis=0)
+
+            peak = tf.cond(
+                tf.reduce_any(tf.math.is_nan(peak)), nan_safe, lambda: peak
+            )
+            self.peak.assign(tf.maximum(self.peak.read_value(), peak))
+
+        def keep_histograms():
+            for state, _, _, y in here.values():
                 hist, lohi = histogram(
                     tf.cast(y, tf.float32), self.bins, self.use_segment_sum, True
                 )
                 state.hist.assign(hist)
                 state.lohi.assign(lohi)
-            return
-
-        def keep_histograms():  # one conditional for all sites
-            for k, (state, _, _, _) in enumerate(here):
-                state.hist.assign(hists[k])
-                state.lohi.assign(lohis[k])
             return tf.constant(True)
 
-        tf.cond(take, keep_histograms, lambda: tf.constant(True))
+        if self.always_snapshot:
+            keep_histograms()
+        else:
+            tf.cond(self._snapshot_now(), keep_histograms, lambda: tf.constant(True))
 
     def _snapshot_now(self):
         return self.dstep.read_value() >= self.snap_from.read_value()
@@ -415,9 +350,11 @@ class DeviceState:
     def record_gradients(self, grads_and_vars):
         """Accumulates figures of the applied gradients (replica context).
 
-        Norms and non-finite counts of every gradient, and on a snapshot
-        step the histograms, in one XLA cluster (`_gradient_step`); on a
-        snapshot step the watched gradients are also copied for the cosine.
+        Every step: each gradient's sum of squares (one fused reduction,
+        `tf.nn.l2_loss`) and, only when their sum is not finite, the count
+        of NaN/inf elements. On a snapshot step, under one conditional: the
+        sums of squares (the norms), the histograms and a copy of the
+        watched gradients (for the cosine).
         """
         grads = {}
         for g, v in grads_and_vars:
@@ -432,46 +369,44 @@ class DeviceState:
         if not grads:
             return
         positions = sorted(grads)
-        key = tuple(positions)
-        if key not in self._gradient_fns:
-            self._gradient_fns[key] = tf.function(
-                functools.partial(
-                    _gradient_step,
-                    n=len(self.variables),
-                    positions=positions,
-                    watched={i: j for j, i in enumerate(self.watched_pos)},
-                    bins=self.bins,
-                ),
-                # Not XLA: TensorFlow's own reductions were faster here
-                # (0.40 against 0.64 ms for 18 gradients of an 8x256 MLP).
-                jit_compile=False,
-                autograph=False,
-            )
-        take = tf.constant(False) if self.always_snapshot else self._snapshot_now()
-        sumsq, bad, hist, lohi = self._gradient_fns[key](
-            [grads[i] for i in positions],
-            take,
-            self.ghist.read_value(),
-            self.glohi.read_value(),
-        )
-        if self.always_snapshot:  # TensorFlow's histogram op is faster
-            hists, lohis = [], []
-            for i in self.watched_pos:
-                if i in grads:
-                    h, r = histogram(grads[i], self.bins, self.use_segment_sum, True)
-                else:
-                    h, r = tf.zeros([self.bins], tf.float64), tf.zeros([2], tf.float32)
-                hists.append(h)
-                lohis.append(r)
-            if hists:
-                hist, lohi = tf.stack(hists), tf.stack(lohis)
-            take = tf.constant(True)
-        self.sumsq.assign(sumsq)
-        self.nonfinite.assign_add(bad)
-        self.ghist.assign(hist)
-        self.glohi.assign(lohi)
+        n = max(len(self.variables), 1)
+        sq = [tf.constant(0.0, tf.float32)] * n
+        for i in positions:
+            sq[i] = 2.0 * tf.nn.l2_loss(grads[i])
+        sumsq = tf.stack(sq)
 
-        def copy():
+        def count_nonfinite():  # only when a sum of squares is NaN/inf
+            bad = [tf.constant(0.0, tf.float64)] * n
+            for i in positions:
+                bad[i] = tf.reduce_sum(
+                    tf.cast(tf.logical_not(tf.math.is_finite(grads[i])), tf.float64)
+                )
+            self.nonfinite.assign_add(tf.stack(bad))
+            return tf.constant(True)
+
+        tf.cond(
+            tf.math.is_finite(tf.reduce_sum(sumsq)),
+            lambda: tf.constant(True),
+            count_nonfinite,
+        )
+
+        def snapshot():
+            self.sumsq.assign(sumsq)
+            if self.watched_pos:
+                # Rows of watched variables without a gradient are zeros.
+                hists, lohis = [], []
+                for i in self.watched_pos:
+                    if i in grads:
+                        h, r = histogram(
+                            grads[i], self.bins, self.use_segment_sum, True
+                        )
+                    else:
+                        h = tf.zeros([self.bins], tf.float64)
+                        r = tf.zeros([2], tf.float32)
+                    hists.append(h)
+                    lohis.append(r)
+                self.ghist.assign(tf.stack(hists))
+                self.glohi.assign(tf.stack(lohis))
             for j, i in enumerate(self.watched_pos):
                 if i in grads:
                     self.cur[j].assign(tf.reshape(grads[i], self.cur[j].shape))
@@ -479,9 +414,9 @@ class DeviceState:
             return tf.constant(True)
 
         if self.always_snapshot:
-            copy()
+            snapshot()
         else:
-            tf.cond(take, copy, lambda: tf.constant(True))
+            tf.cond(self._snapshot_now(), snapshot, lambda: tf.constant(True))
 
     def record_site(self, site, x, y):
         """Accumulates figures of one activation site (replica context)."""
@@ -493,10 +428,11 @@ class DeviceState:
             return
         axis = site.unit_axis % rank
         axes = [a for a in range(rank) if a != axis]
-        if self.replicas == 1 and site.pieces is None and self._deferring:
-            # Computed with the step's other sites in `end_step`; the rest
-            # (several replicas, Maxout, a site in a nested graph) below.
-            self._pending.append((state, axes, tf.stop_gradient(x), tf.stop_gradient(y)))
+        if id(state) in self.rows and self._deferring:
+            # Computed with the step's other sites in `end_step` (after the
+            # backward pass has read the tape); the rest (several replicas,
+            # Maxout, a site in a nested graph) below.
+            self._pending.append((state, axes, x, y))
             return
         x = tf.stop_gradient(x)
         y32 = tf.cast(tf.stop_gradient(y), tf.float32)
@@ -638,11 +574,25 @@ class DeviceState:
             out["prev_sq"] = tf.cast(tf.stack(prev_sq), tf.float64)
             out["cur_sq"] = tf.cast(tf.stack(cur_sq), tf.float64)
         self.nonfinite.assign(tf.zeros_like(self.nonfinite))
+        peak = self.peak.read_value()
+        site_sums = self.site_sums.read_value()
         for key, state in self.sites.items():
-            out[f"alive/{key}"] = state.alive.read_value()
-            out[f"stats/{key}"] = state.stats.read_value()
+            alive = state.alive.read_value()
+            stats = state.stats.read_value()
+            sk = id(state)
+            if sk in self.rows:  # packed sums (plus any nested-graph call)
+                stats += site_sums[self.rows[sk]]
+            if sk in self.peak_slices:
+                offset, units = self.peak_slices[sk]
+                fired = peak[offset : offset + units] > self.dead_tolerance
+                alive += tf.cast(fired, tf.float32)
+            out[f"alive/{key}"] = alive
+            out[f"stats/{key}"] = stats
             out[f"hist/{key}"] = state.hist.read_value()
             out[f"lohi/{key}"] = state.lohi.read_value()
             state.alive.assign(tf.zeros_like(state.alive))
             state.stats.assign(tf.zeros_like(state.stats))
+        with tf.control_dependencies([peak, site_sums]):
+            self.peak.assign(tf.zeros_like(self.peak))
+            self.site_sums.assign(tf.zeros_like(self.site_sums))
         return out
