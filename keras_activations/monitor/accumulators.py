@@ -109,29 +109,35 @@ def _count(values, lo, hi, bins, use_segment_sum, n_bad=None):
 def _site_figures(x, y, derivative, axes, saturation_tolerance):
     """One step's figures of an activation site, as plain TensorFlow ops.
 
-    Returns `(peak, stats)`: per unit the largest `|f'(x)|` over the step's
-    examples (`None` without a derivative), and float32 `[saturated pairs,
-    pairs, sum, sum of squares]` of the outputs. Each figure is ONE pass
-    over the site (a reduction), so no temporary the size of the site is
-    made except `|f'(x)|` itself.
+    Returns `(peak, saturated, sums)`: per unit the largest `|f'(x)|` over
+    the step's examples and the count of unit-example pairs with
+    `|f'(x)| < saturation_tolerance` (both `None` without a derivative), and
+    float32 `[pairs, sum, sum of squares]` of the outputs. Each figure is
+    one reduction; the only temporaries the size of the site are those of
+    `|f'(x)|` itself. The count uses float ops only (TensorFlow's
+    comparison ops are not vectorized on CPU); a NaN derivative makes it
+    NaN, and `end_step` then recounts with `_nan_safe_figures`.
     """
     y32 = tf.cast(y, tf.float32)
-    pairs = tf.cast(tf.size(y32), tf.float32)
-    s1 = tf.reduce_sum(y32)
-    s2 = 2.0 * tf.nn.l2_loss(y32)
+    sums = tf.stack(
+        [tf.cast(tf.size(y32), tf.float32), tf.reduce_sum(y32), 2.0 * tf.nn.l2_loss(y32)]
+    )
     if derivative is None:
-        return None, tf.stack([0.0, pairs, s1, s2])
+        return None, None, sums
     d = tf.abs(tf.cast(derivative(tf.cast(x, tf.float32)), tf.float32))
     peak = tf.reduce_max(d, axis=axes)
-    saturated = tf.reduce_sum(tf.cast(d < saturation_tolerance, tf.float32))
-    return peak, tf.stack([saturated, pairs, s1, s2])
+    # `maximum`, not `relu`: see `builtin_derivatives._step`.
+    saturated = tf.reduce_sum(tf.maximum(tf.sign(saturation_tolerance - d), 0.0))
+    return peak, saturated, sums
 
 
-def _nan_safe_peak(x, derivative, axes):
-    """`_site_figures`'s peak with NaN derivatives left out (TensorFlow's
-    `reduce_max` propagates NaN; a NaN derivative has not "fired")."""
+def _nan_safe_figures(x, derivative, axes, saturation_tolerance):
+    """`_site_figures`'s peak and count with NaN derivatives left out: a
+    NaN derivative has neither "fired" nor saturated."""
     d = tf.abs(tf.cast(derivative(tf.cast(x, tf.float32)), tf.float32))
-    return tf.reduce_max(tf.where(tf.math.is_nan(d), tf.zeros_like(d), d), axis=axes)
+    peak = tf.reduce_max(tf.where(tf.math.is_nan(d), tf.zeros_like(d), d), axis=axes)
+    saturated = tf.reduce_sum(tf.cast(d < saturation_tolerance, tf.float32))
+    return peak, saturated
 
 
 class _SiteState:
@@ -292,43 +298,57 @@ class DeviceState:
                 self.record_site(state.site, x, y)
         if not here:
             return
-        peaks, stats = [], []
+        peaks, saturated, sums = [], [], []
         for state in self.packed:
             entry = here.get(id(state))
-            units = self.peak_slices.get(id(state), (0, 0))[1]
+            tracked = id(state) in self.peak_slices
             if entry is None:  # not called in this step
-                stats.append(tf.zeros([4], tf.float32))
-                if id(state) in self.peak_slices:
-                    peaks.append(tf.zeros([units], tf.float32))
+                sums.append(tf.zeros([3], tf.float32))
+                saturated.append(tf.constant(0.0))
+                if tracked:
+                    peaks.append(tf.zeros([self.peak_slices[id(state)][1]]))
                 continue
             _, axes, x, y = entry
-            peak, figures = _site_figures(
+            peak, count, figures = _site_figures(
                 x, y, state.site.derivative, axes, self.saturation_tolerance
             )
-            stats.append(figures)
-            if peak is not None:
+            sums.append(figures)
+            saturated.append(tf.constant(0.0) if count is None else count)
+            if tracked:
                 peaks.append(peak)
-        self.site_sums.assign_add(tf.cast(tf.stack(stats), tf.float64))
+        saturated = tf.stack(saturated)
         if peaks:
             peak = tf.concat(peaks, axis=0)
 
             def nan_safe():  # only when a derivative was NaN
-                out = []
+                out, counts = [], []
                 for state in self.packed:
-                    if id(state) not in self.peak_slices:
-                        continue
                     entry = here.get(id(state))
-                    if entry is None:
-                        out.append(tf.zeros([self.peak_slices[id(state)][1]]))
-                    else:
-                        _, axes, x, _ = entry
-                        out.append(_nan_safe_peak(x, state.site.derivative, axes))
-                return tf.concat(out, axis=0)
+                    if id(state) not in self.peak_slices or entry is None:
+                        counts.append(tf.constant(0.0))
+                        if id(state) in self.peak_slices:
+                            out.append(tf.zeros([self.peak_slices[id(state)][1]]))
+                        continue
+                    _, axes, x, _ = entry
+                    p, c = _nan_safe_figures(
+                        x, state.site.derivative, axes, self.saturation_tolerance
+                    )
+                    out.append(p)
+                    counts.append(c)
+                return tf.concat(out, axis=0), tf.stack(counts)
 
-            peak = tf.cond(
-                tf.reduce_any(tf.math.is_nan(peak)), nan_safe, lambda: peak
+            peak, saturated = tf.cond(
+                tf.reduce_any(tf.math.is_nan(peak)),
+                nan_safe,
+                lambda: (peak, saturated),
             )
             self.peak.assign(tf.maximum(self.peak.read_value(), peak))
+        self.site_sums.assign_add(
+            tf.cast(
+                tf.concat([saturated[:, None], tf.stack(sums)], axis=1),
+                tf.float64,
+            )
+        )
 
         def keep_histograms():
             for state, _, _, y in here.values():
@@ -355,6 +375,10 @@ class DeviceState:
         of NaN/inf elements. On a snapshot step, under one conditional: the
         sums of squares (the norms), the histograms and a copy of the
         watched gradients (for the cosine).
+
+        Returns:
+            The conditionals' outputs: the caller makes the optimizer read
+            the gradients after them (`callback._after`).
         """
         grads = {}
         for g, v in grads_and_vars:
@@ -367,7 +391,7 @@ class DeviceState:
                 g = tf.convert_to_tensor(g)
             grads[pos] = tf.cast(tf.stop_gradient(g), tf.float32)
         if not grads:
-            return
+            return []
         positions = sorted(grads)
         n = max(len(self.variables), 1)
         sq = [tf.constant(0.0, tf.float32)] * n
@@ -384,11 +408,13 @@ class DeviceState:
             self.nonfinite.assign_add(tf.stack(bad))
             return tf.constant(True)
 
-        tf.cond(
-            tf.math.is_finite(tf.reduce_sum(sumsq)),
-            lambda: tf.constant(True),
-            count_nonfinite,
-        )
+        done = [
+            tf.cond(
+                tf.math.is_finite(tf.reduce_sum(sumsq)),
+                lambda: tf.constant(True),
+                count_nonfinite,
+            )
+        ]
 
         def snapshot():
             self.sumsq.assign(sumsq)
@@ -414,9 +440,12 @@ class DeviceState:
             return tf.constant(True)
 
         if self.always_snapshot:
-            snapshot()
+            done.append(snapshot())
         else:
-            tf.cond(self._snapshot_now(), snapshot, lambda: tf.constant(True))
+            done.append(
+                tf.cond(self._snapshot_now(), snapshot, lambda: tf.constant(True))
+            )
+        return done
 
     def record_site(self, site, x, y):
         """Accumulates figures of one activation site (replica context)."""

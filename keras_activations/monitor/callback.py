@@ -346,7 +346,9 @@ class GradientMonitor(keras.callbacks.Callback):
         def all_reduce_sum_gradients(grads_and_vars):
             reduced = original_reduce(grads_and_vars)
             if monitor._mode == "train" and monitor._state is not None:
-                monitor._state.record_gradients(reduced)
+                done = monitor._state.record_gradients(reduced)
+                if done:
+                    reduced = _after(done, reduced)
             return reduced
 
         patches.set(optimizer, "_all_reduce_sum_gradients", all_reduce_sum_gradients)
@@ -589,3 +591,21 @@ class GradientMonitor(keras.callbacks.Callback):
         if key not in self._warned:
             self._warned.add(key)
             warnings.warn(message, stacklevel=3)
+
+
+def _after(done, grads_and_vars):
+    """`grads_and_vars` with each dense gradient read only after `done`.
+
+    The monitor's reads of a gradient then finish before the optimizer's,
+    so the optimizer's update can reuse the gradient's buffer in place
+    (TensorFlow forwards a buffer only to its last reader): without this
+    every update allocated a fresh buffer, which cost more than the
+    monitor's own reductions.
+    """
+    out = []
+    with tf.control_dependencies(done):
+        for g, v in grads_and_vars:
+            if isinstance(g, tf.Tensor):
+                g = tf.identity(g)
+            out.append((g, v))
+    return out
