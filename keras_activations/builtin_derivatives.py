@@ -34,11 +34,17 @@ class Derivative(NamedTuple):
         can_die: `True` when `f'` is exactly 0 on a region of inputs, so a
             unit can be dead; `False` when `f' > 0` everywhere (leaky
             rectifiers, the ELU family, sigmoid, tanh...).
+        of_output: The same derivative as a function of the activation's
+            OUTPUT `y = f(x)`, equal to `fn(x)` for every non-NaN `x`,
+            or `None`. `GradientMonitor` prefers it: a site read only
+            through its output lets Grappler keep the activation fused into
+            the layer's matrix product, and keeps no pre-activation alive.
     """
 
     name: str
     fn: Callable[[tf.Tensor], tf.Tensor]
     can_die: bool
+    of_output: Optional[Callable[[tf.Tensor], tf.Tensor]] = None
 
 
 def _ones(x):
@@ -69,6 +75,23 @@ def relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
 
 def leaky_relu(x, negative_slope=0.2):
     return relu(x, negative_slope)
+
+
+def _relu_of_output(negative_slope):
+    """`relu`'s derivative from its output, for threshold 0, no cap and
+    slope >= 0 (then `y > 0` exactly when `x > 0`, and `y` is NaN when `x` is),
+    else `None`."""
+    if negative_slope < 0:
+        return None
+    return lambda y: relu(y, negative_slope)
+
+
+def _sigmoid_of_output(y):
+    return y * (1 - y)  # what `sigmoid` computes from s = sigmoid(x)
+
+
+def _tanh_of_output(y):
+    return 1 - y * y  # what `tanh` computes from t = tanh(x)
 
 
 def relu6(x):
@@ -193,6 +216,15 @@ _BUILTINS = {
     "squareplus": (squareplus, False),
 }
 
+# name -> derivative as a function of the output, where it is the same function.
+_OF_OUTPUT = {
+    "relu": _relu_of_output(0.0),
+    "leaky_relu": _relu_of_output(0.2),
+    "sigmoid": _sigmoid_of_output,
+    "tanh": _tanh_of_output,
+    "linear": _ones,
+}
+
 SUPPORTED_ACTIVATIONS = tuple(sorted(_BUILTINS))
 """Names of the Keras built-in activations with a closed-form derivative."""
 
@@ -279,7 +311,7 @@ def resolve_function(fn) -> Optional[Derivative]:
     if name is None or name not in _BUILTINS:
         return None
     derivative, can_die = _BUILTINS[name]
-    return Derivative(name, derivative, can_die)
+    return Derivative(name, derivative, can_die, _OF_OUTPUT.get(name))
 
 
 def resolve_layer(layer) -> Optional[Derivative]:
@@ -312,11 +344,17 @@ def resolve_layer(layer) -> Optional[Derivative]:
             "relu",
             lambda x: relu(x, slope, max_value, threshold),
             slope == 0.0 or max_value is not None,
+            _relu_of_output(slope)
+            if max_value is None and threshold == 0.0
+            else None,
         )
     if isinstance(layer, layers.LeakyReLU):
         slope = float(layer.negative_slope)
         return Derivative(
-            "leaky_relu", lambda x: leaky_relu(x, slope), slope == 0.0
+            "leaky_relu",
+            lambda x: leaky_relu(x, slope),
+            slope == 0.0,
+            _relu_of_output(slope),
         )
     if isinstance(layer, layers.ELU):
         alpha = float(layer.alpha)

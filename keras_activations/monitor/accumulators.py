@@ -6,17 +6,21 @@ runs `figures.RecordProgram`, a separate compiled function (not XLA, in
 cross-replica context) that reads them with `DeviceState.read_and_reset`,
 computes the record's figures, writes the events and resets the sums.
 
-Per step, for every trainable variable: the sum of squares of the applied
-gradient (its norm) and, only when the step has a non-finite value, the
-count of NaN/inf elements. Per step, for every activation site: per-unit
-"fired in this step" counts (`|f'(x)| > dead_tolerance` for some example),
-the count of unit-example pairs with `|f'(x)| < saturation_tolerance`, and the
-sum and sum of squares of the outputs. On one device the figures of all of a
-step's sites are computed at the end of the step in ONE XLA cluster
-(`_sites_step`), and all gradients' figures in one function
-(`_gradient_step`, not XLA-compiled: TensorFlow's reductions were faster);
-the norms are the sums of squares, and the non-finite elements are counted
-only when one of those is NaN/inf.
+Per step, for every trainable variable: half its gradient's sum of
+squares (`tf.nn.l2_loss`, one fused reduction) and, only when their sum is
+not finite, the count of NaN/inf elements; the optimizer then reads the
+gradients after these reads (`callback._after`), so it still updates in
+place. Per step, for every activation site (on one device, at the end of
+the step, `end_step`): per unit the largest `|f'(x)|` (a running maximum
+over the window: a unit is dead when it stays <= `dead_tolerance`), the
+count of unit-example pairs with `|f'(x)| < saturation_tolerance`, and
+the count, sum and sum of squares of the outputs; every site's figures go
+into two packed variables. These are plain TensorFlow reductions, chosen
+by measurement on a 2-core CPU: XLA clusters waited for the thread pool
+the step's matrix products keep busy, TensorFlow's comparison ops are not
+vectorized (the counts use `sign` instead), and a derivative read from the
+activation's output (`Derivative.of_output`, e.g. ReLU, sigmoid, tanh)
+leaves the activation fused into its layer's matrix product.
 
 Only on *snapshot* steps (the last step of a record window; the host sets
 `snap_from` so the device knows): a histogram of each watched variable's
@@ -106,22 +110,29 @@ def _count(values, lo, hi, bins, use_segment_sum, n_bad=None):
     return counts, tf.stack([lo, hi])
 
 
+def _derivative_input(site, x, y):
+    """`(u, y, derivative)` with `derivative(u) = f'(x)`: the output form
+    when the site has one (`x` is then None)."""
+    if x is None:
+        return y, y, site.of_output
+    return x, y, site.derivative
+
+
 def _site_figures(x, y, derivative, axes, saturation_tolerance):
     """One step's figures of an activation site, as plain TensorFlow ops.
 
     Returns `(peak, saturated, sums)`: per unit the largest `|f'(x)|` over
     the step's examples and the count of unit-example pairs with
     `|f'(x)| < saturation_tolerance` (both `None` without a derivative), and
-    float32 `[pairs, sum, sum of squares]` of the outputs. Each figure is
+    float32 `[pairs, sum, half the sum of squares]` of the outputs (the
+    halving of `tf.nn.l2_loss` is undone once per record). Each figure is
     one reduction; the only temporaries the size of the site are those of
     `|f'(x)|` itself. The count uses float ops only (TensorFlow's
     comparison ops are not vectorized on CPU); a NaN derivative makes it
     NaN, and `end_step` then recounts with `_nan_safe_figures`.
     """
     y32 = tf.cast(y, tf.float32)
-    sums = tf.stack(
-        [tf.cast(tf.size(y32), tf.float32), tf.reduce_sum(y32), 2.0 * tf.nn.l2_loss(y32)]
-    )
+    sums = [tf.cast(tf.size(y32), tf.float32), tf.reduce_sum(y32), tf.nn.l2_loss(y32)]
     if derivative is None:
         return None, None, sums
     d = tf.abs(tf.cast(derivative(tf.cast(x, tf.float32)), tf.float32))
@@ -210,6 +221,7 @@ class DeviceState:
             self.snap_dstep = _state_variable(
                 tf.zeros([], tf.int64), _FIRST, "snap_dstep"
             )
+            # Half the sums of squares (`tf.nn.l2_loss`), of the snapshot.
             self.sumsq = _state_variable(
                 tf.zeros([max(n, 1)], tf.float32), _FIRST, "sumsq"
             )
@@ -295,7 +307,7 @@ class DeviceState:
                 here.setdefault(id(state), (state, axes, x, y))
         for state, axes, x, y in pending:  # made in a nested graph: now
             if id(state) not in here:
-                self.record_site(state.site, x, y)
+                self.record_site(state.site, y if x is None else x, y)
         if not here:
             return
         peaks, saturated, sums = [], [], []
@@ -303,16 +315,16 @@ class DeviceState:
             entry = here.get(id(state))
             tracked = id(state) in self.peak_slices
             if entry is None:  # not called in this step
-                sums.append(tf.zeros([3], tf.float32))
+                sums += [tf.constant(0.0)] * 3
                 saturated.append(tf.constant(0.0))
                 if tracked:
                     peaks.append(tf.zeros([self.peak_slices[id(state)][1]]))
                 continue
             _, axes, x, y = entry
             peak, count, figures = _site_figures(
-                x, y, state.site.derivative, axes, self.saturation_tolerance
+                *_derivative_input(state.site, x, y), axes, self.saturation_tolerance
             )
-            sums.append(figures)
+            sums += figures
             saturated.append(tf.constant(0.0) if count is None else count)
             if tracked:
                 peaks.append(peak)
@@ -329,9 +341,10 @@ class DeviceState:
                         if id(state) in self.peak_slices:
                             out.append(tf.zeros([self.peak_slices[id(state)][1]]))
                         continue
-                    _, axes, x, _ = entry
+                    _, axes, x, y = entry
+                    u, _, derivative = _derivative_input(state.site, x, y)
                     p, c = _nan_safe_figures(
-                        x, state.site.derivative, axes, self.saturation_tolerance
+                        u, derivative, axes, self.saturation_tolerance
                     )
                     out.append(p)
                     counts.append(c)
@@ -345,7 +358,10 @@ class DeviceState:
             self.peak.assign(tf.maximum(self.peak.read_value(), peak))
         self.site_sums.assign_add(
             tf.cast(
-                tf.concat([saturated[:, None], tf.stack(sums)], axis=1),
+                tf.concat(
+                    [saturated[:, None], tf.reshape(tf.stack(sums), [-1, 3])],
+                    axis=1,
+                ),
                 tf.float64,
             )
         )
@@ -396,7 +412,7 @@ class DeviceState:
         n = max(len(self.variables), 1)
         sq = [tf.constant(0.0, tf.float32)] * n
         for i in positions:
-            sq[i] = 2.0 * tf.nn.l2_loss(grads[i])
+            sq[i] = tf.nn.l2_loss(grads[i])  # half the sum of squares
         sumsq = tf.stack(sq)
 
         def count_nonfinite():  # only when a sum of squares is NaN/inf
@@ -460,7 +476,10 @@ class DeviceState:
         if id(state) in self.rows and self._deferring:
             # Computed with the step's other sites in `end_step` (after the
             # backward pass has read the tape); the rest (several replicas,
-            # Maxout, a site in a nested graph) below.
+            # Maxout, a site in a nested graph) below. `x` is None when the
+            # derivative is read from the output.
+            if site.of_output is not None:
+                x = None
             self._pending.append((state, axes, x, y))
             return
         x = tf.stop_gradient(x)
@@ -577,7 +596,7 @@ class DeviceState:
         out = {
             "dstep": self.dstep.read_value(),
             "snap_dstep": snap_dstep,
-            "sumsq": self.sumsq.read_value(),
+            "sumsq": 2.0 * self.sumsq.read_value(),
             "nonfinite": self.nonfinite.read_value(),
             "ghist": self.ghist.read_value(),
             "glohi": self.glohi.read_value(),
@@ -610,7 +629,7 @@ class DeviceState:
             stats = state.stats.read_value()
             sk = id(state)
             if sk in self.rows:  # packed sums (plus any nested-graph call)
-                stats += site_sums[self.rows[sk]]
+                stats += site_sums[self.rows[sk]] * [1.0, 1.0, 1.0, 2.0]
             if sk in self.peak_slices:
                 offset, units = self.peak_slices[sk]
                 fired = peak[offset : offset + units] > self.dead_tolerance

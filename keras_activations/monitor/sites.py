@@ -32,6 +32,8 @@ class Site:
         kind: `"attribute"` (wrap `layer.activation`) or `"call"` (wrap
             `layer.call`).
         derivative: Callable `x -> f'(x)`, or `None` when unknown.
+        of_output: The same derivative as a function of the output
+            (`builtin_derivatives.Derivative.of_output`), or `None`.
         can_die: Whether `f'` can be exactly 0 (see `builtin_derivatives`).
         activation_name: Name of the activation, for messages.
         unit_axis: Axis of the output that indexes units.
@@ -49,6 +51,7 @@ class Site:
         activation_name: str,
         unit_axis: int,
         pieces: Optional[int] = None,
+        of_output: Optional[Callable] = None,
     ):
         self.layer = layer
         self.name = name
@@ -58,6 +61,7 @@ class Site:
         self.activation_name = activation_name
         self.unit_axis = unit_axis
         self.pieces = pieces
+        self.of_output = of_output
         self.units = None
         self.track_dead = False
         self.output_units = None
@@ -152,6 +156,7 @@ def make_site(layer, name: str) -> Optional[Site]:
             resolved.can_die if resolved else True,
             resolved.name if resolved else _activation_label(fn),
             unit_axis,
+            of_output=resolved.of_output if resolved else None,
         )
     resolved = builtin_derivatives.resolve_layer(layer)
     if resolved is not None:
@@ -163,6 +168,7 @@ def make_site(layer, name: str) -> Optional[Site]:
             resolved.can_die,
             resolved.name,
             unit_axis,
+            of_output=resolved.of_output,
         )
     return None
 

@@ -1,0 +1,109 @@
+"""Closed-form derivatives of Keras's built-in activations (what
+GradientMonitor uses to find dead and saturated units) against TensorFlow's
+own autodiff, and their output forms against their input forms."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import pytest
+import keras
+import tensorflow as tf
+
+from keras_activations import builtin_derivatives as bd
+
+# Away from every built-in's kinks (0, +-1, +-3, 6), where autodiff and the
+# closed form may pick different one-sided derivatives.
+POINTS = np.array(
+    [-40.0, -7.3, -3.1, -2.2, -0.9, -0.3, -1e-3, 2e-3, 0.37, 0.8, 1.7, 2.9, 5.1, 7.7, 40.0]
+)
+EDGES = np.array(
+    [0.0, -0.0, 1e-30, -1e-30, 1e-7, -1e-7, 1.0, -1.0, 1e4, -1e4, np.inf, -np.inf],
+    np.float32,
+)
+
+
+def _autodiff(fn, x):
+    x = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = fn(x)
+    return tape.gradient(y, x).numpy()
+
+
+@pytest.mark.parametrize("name", bd.SUPPORTED_ACTIVATIONS)
+def test_derivative_equals_autodiff(name):
+    try:
+        fn = keras.activations.get(name)
+    except (ValueError, TypeError):
+        pytest.skip(f"keras has no activation {name!r}")
+    # By the function object, as GradientMonitor resolves a layer's
+    # activation (the name "leaky_relu" alone means this package's).
+    resolved = bd.resolve_function(fn)
+    assert resolved is not None
+    expected = _autodiff(fn, POINTS)
+    got = resolved.fn(tf.constant(POINTS)).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [
+        keras.layers.ReLU(),
+        keras.layers.ReLU(negative_slope=0.1),
+        keras.layers.ReLU(threshold=0.5),
+        keras.layers.ReLU(max_value=6.0),
+        keras.layers.LeakyReLU(negative_slope=0.3),
+    ],
+    ids=["relu", "relu_slope", "relu_threshold", "relu_capped", "leaky"],
+)
+def test_layer_derivative_equals_autodiff(layer):
+    resolved = bd.resolve_layer(layer)
+    points = POINTS[np.abs(POINTS - 0.5) > 0.1].astype(np.float32)  # threshold
+    expected = _autodiff(layer, points)
+    np.testing.assert_allclose(resolved.fn(tf.constant(points)).numpy(), expected, rtol=1e-6)
+
+
+def test_elu_layer_derivative_equals_closed_form():
+    # Against float64 numpy, not autodiff: TensorFlow's graph-mode ELU
+    # gradient is 0 at x=-40 and 3e-5 off at x=-7.3 in float32.
+    resolved = bd.resolve_layer(keras.layers.ELU(alpha=0.5))
+    expected = np.where(POINTS > 0, 1.0, 0.5 * np.exp(np.minimum(POINTS, 0)))
+    np.testing.assert_allclose(resolved.fn(tf.constant(POINTS)).numpy(), expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["relu", "leaky_relu", "sigmoid", "tanh", "linear", "layer_relu", "layer_leaky", "layer_relu_slope"],
+)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_output_form_equals_input_form_at_the_edges(source, dtype):
+    if source.startswith("layer_"):
+        layer = {
+            "layer_relu": keras.layers.ReLU(),
+            "layer_leaky": keras.layers.LeakyReLU(negative_slope=0.3),
+            "layer_relu_slope": keras.layers.ReLU(negative_slope=0.1),
+        }[source]
+        resolved, forward = bd.resolve_layer(layer), layer
+    else:
+        forward = keras.activations.get(source)
+        resolved = bd.resolve_function(forward)
+    assert resolved.of_output is not None
+    x = tf.constant(np.concatenate([EDGES, POINTS.astype(np.float32)]).astype(dtype))
+    y = forward(x)
+    x = tf.cast(x, y.dtype)  # a float32 layer computes in float32
+    np.testing.assert_array_equal(resolved.of_output(y).numpy(), resolved.fn(x).numpy())
+
+
+def test_no_output_form_where_the_output_does_not_determine_the_derivative():
+    # A threshold, a cap or an ELU (y + alpha loses exp(x) below -17 in
+    # float32, which would turn saturated units dead).
+    for layer in (
+        keras.layers.ReLU(threshold=0.5),
+        keras.layers.ReLU(max_value=6.0),
+        keras.layers.ELU(),
+    ):
+        assert bd.resolve_layer(layer).of_output is None
+    for name in ("elu", "selu", "softplus", "gelu", "relu6"):
+        assert bd.resolve_function(name).of_output is None
