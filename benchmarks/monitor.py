@@ -1,12 +1,23 @@
 """Benchmark: fit time with GradientMonitor divided by fit time without.
 
 An 8-layer 256-wide ReLU MLP, batch 128, 50 steps an epoch, on this CPU.
-Every configuration is measured side by side in one run, interleaved: each
-repetition fits a fresh model without any callback and then with the
-callback, 5 epochs each (the first traces and is not timed), and takes the
-ratio of the median epoch times. The table gives the median, min and max of
-that ratio over the repetitions. Compared with Keras's TensorBoard callback
-(histogram_freq=1).
+Every configuration is measured side by side in one run. Two figures:
+
+- fit time ratio: each repetition fits a fresh model without any callback
+  and then with the callback, 5 epochs each (the first traces and is not
+  timed), and takes the ratio of the median epoch times; the table gives
+  the median, min and max over the repetitions. It includes each epoch's
+  record, and everything else a shared machine does in those seconds.
+- step ratio: the cost of one training step, with the noise of a shared
+  machine cancelled. During each fit, after every batch, a batch-end hook
+  runs one step of a second, identical model that has no callback (its
+  own compiled train function), and times both: the fit's step (from the
+  end of the reference step to the next batch end, so it includes the
+  callback's batch hooks but not its epoch-end record) and the reference
+  step. The figure is median(step / reference step) with the callback over
+  the same without it, over every step of every repetition.
+
+Compared with Keras's TensorBoard callback (histogram_freq=1).
 
     python benchmarks/monitor.py          # 5 repetitions
     python benchmarks/monitor.py --quick  # 2 repetitions, 3 epochs
@@ -23,6 +34,7 @@ warnings.filterwarnings("ignore", message="GradientMonitor: .* dead")
 
 import numpy as np
 import keras
+import tensorflow as tf
 
 from keras_activations import GradientMonitor
 
@@ -68,18 +80,41 @@ def main():
 
     epochs = 3 if args.quick else 5
 
-    def epoch_time(make=None):
+    reference_data = (
+        tf.data.Dataset.from_tensor_slices((x, y)).batch(128).repeat().prefetch(2)
+    )
+
+    def timed_fit(make=None):
+        """(median epoch time, [step time / reference step time]) of one
+        fresh fit."""
+        reference = build()
+        reference.make_train_function()
+        batches = iter(reference_data)
+        for _ in range(3):  # trace and warm up
+            reference.train_function(batches)
         model = build()
         callbacks = [make()] if make else []
-        # epoch 1 traces; the others are timed
-        times = []
+        epoch_times, step_ratios = [], []
 
         class Timer(keras.callbacks.Callback):
             def on_epoch_begin(self, epoch, logs=None):
-                self.t = time.perf_counter()
+                self.epoch = epoch
+                self.fit_time = 0.0  # the epoch's time, reference steps left out
+                self.last = time.perf_counter()
+
+            def on_train_batch_end(self, batch, logs=None):
+                step = time.perf_counter() - self.last
+                self.fit_time += step
+                t0 = time.perf_counter()
+                reference.train_function(batches)
+                t1 = time.perf_counter()
+                if self.epoch > 0:  # epoch 0 traces
+                    step_ratios.append(step / (t1 - t0))
+                self.last = time.perf_counter()
 
             def on_epoch_end(self, epoch, logs=None):
-                times.append(time.perf_counter() - self.t)
+                if epoch > 0:
+                    epoch_times.append(self.fit_time + time.perf_counter() - self.last)
 
         model.fit(
             x,
@@ -89,25 +124,34 @@ def main():
             verbose=0,
             callbacks=callbacks + [Timer()],
         )
-        return float(np.median(times[1:]))
+        return float(np.median(epoch_times)), step_ratios
 
     ratios = {name: [] for name in configs}
+    steps = {name: ([], []) for name in configs}
     base_times = []
     for _ in range(repeats):
         for name, make in configs.items():
-            base = epoch_time()
+            base, base_steps = timed_fit()
             base_times.append(base)
-            ratios[name].append(epoch_time(make) / base)
+            with_callback, callback_steps = timed_fit(make)
+            ratios[name].append(with_callback / base)
+            steps[name][0].extend(base_steps)
+            steps[name][1].extend(callback_steps)
     print(
         f"8x256 ReLU MLP, batch 128, 50 steps/epoch; no-callback epoch "
         f"{np.median(base_times) * 1e3:.0f} ms (median of {len(base_times)}); "
         f"{repeats} repetitions of {epochs - 1} timed epochs"
     )
     print()
-    print("| callback | fit time ratio (median) | min | max |")
-    print("|---|---|---|---|")
+    print("| callback | fit time ratio (median) | min | max | step ratio |")
+    print("|---|---|---|---|---|")
     for name, values in ratios.items():
-        print(f"| {name} | {np.median(values):.3f}x | {min(values):.3f}x | {max(values):.3f}x |")
+        base_steps, callback_steps = steps[name]
+        step_ratio = np.median(callback_steps) / np.median(base_steps)
+        print(
+            f"| {name} | {np.median(values):.3f}x | {min(values):.3f}x "
+            f"| {max(values):.3f}x | {step_ratio:.3f}x |"
+        )
 
 
 if __name__ == "__main__":

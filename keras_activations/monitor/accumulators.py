@@ -183,8 +183,7 @@ class DeviceState:
         use_segment_sum: Count histograms with an XLA-compatible op.
         var_key: Function mapping a variable to the optimizer's key.
         always_snapshot: Every step is a snapshot (`update_freq=1`): take
-            the histograms unconditionally, with TensorFlow's histogram op
-            outside the XLA clusters (faster on CPU than a segment sum).
+            the histograms unconditionally, without a conditional.
     """
 
     def __init__(
