@@ -51,7 +51,7 @@ def _ones(x):
     return tf.ones_like(x)
 
 
-def _step(z):
+def positive_step(z):
     """1 where z > 0, else 0 (NaN stays NaN), with float ops only:
     TensorFlow's comparison ops are not vectorized on CPU and were 3-5x
     slower here (`GradientMonitor` runs this on every activation of every
@@ -67,7 +67,7 @@ def relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
         inside = tf.logical_and(x > 0, x < max_value)
         d_above = tf.cast(inside, x.dtype)
         return tf.where(above, d_above, tf.cast(negative_slope, x.dtype))
-    step = _step(x - threshold if threshold else x)
+    step = positive_step(x - threshold if threshold else x)
     if negative_slope == 0:
         return step
     return step + negative_slope * (1 - step)  # exactly 1 or the slope
@@ -77,13 +77,33 @@ def leaky_relu(x, negative_slope=0.2):
     return relu(x, negative_slope)
 
 
+class StepOfOutput:
+    """A derivative that is a step in the sign of the output:
+    `f'(x) = below` where `y <= 0`, `above` where `y > 0` (NaN where `y` is
+    NaN), with `0 <= below <= above`.
+
+    Callable like any derivative; `GradientMonitor` also reads `below` and
+    `above`, so a unit's largest `|f'|` over a window is the step of its
+    largest output, and the saturated pairs are counted from `sign(y)`
+    alone: one pass over the output instead of five.
+    """
+
+    def __init__(self, below: float, above: float = 1.0):
+        self.below = float(below)
+        self.above = float(above)
+
+    def __call__(self, y):
+        step = positive_step(y)
+        return self.above * step + self.below * (1 - step)
+
+
 def _relu_of_output(negative_slope):
     """`relu`'s derivative from its output, for threshold 0, no cap and
-    slope >= 0 (then `y > 0` exactly when `x > 0`, and `y` is NaN when `x` is),
-    else `None`."""
-    if negative_slope < 0:
+    0 <= slope <= 1 (then `y > 0` exactly when `x > 0`, and `y` is NaN when
+    `x` is), else `None`."""
+    if not 0 <= negative_slope <= 1:
         return None
-    return lambda y: relu(y, negative_slope)
+    return StepOfOutput(negative_slope)
 
 
 def _sigmoid_of_output(y):

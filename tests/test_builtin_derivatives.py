@@ -107,3 +107,24 @@ def test_no_output_form_where_the_output_does_not_determine_the_derivative():
         assert bd.resolve_layer(layer).of_output is None
     for name in ("elu", "selu", "softplus", "gelu", "relu6"):
         assert bd.resolve_function(name).of_output is None
+
+
+@pytest.mark.parametrize("slope", [0.0, 0.01, 0.5])
+@pytest.mark.parametrize("saturation_tolerance", [1e-3, 0.1, 2.0])
+def test_step_form_figures_equal_the_generic_figures(slope, saturation_tolerance):
+    # GradientMonitor's shortcut for a derivative that is a step in the
+    # output's sign must give what the elementwise derivative gives.
+    from keras_activations.monitor import accumulators
+
+    rng = np.random.RandomState(0)
+    x = rng.randn(64, 10).astype(np.float32)
+    x[:, 3] = -np.abs(x[:, 3])  # a unit that never fires
+    x[5, 7] = 0.0  # relu'(0) = slope
+    y = tf.constant(np.where(x > 0, x, slope * x).astype(np.float32))
+    form = bd.resolve_layer(keras.layers.LeakyReLU(negative_slope=slope)).of_output
+    assert isinstance(form, bd.StepOfOutput)
+    fast = accumulators._site_figures(y, y, form, [0], saturation_tolerance)
+    generic = accumulators._site_figures(y, y, lambda u: form(u), [0], saturation_tolerance)
+    for a, b in zip(fast[:2], generic[:2]):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert fast[0].numpy()[3] == slope  # never fired: its largest |f'| is the slope

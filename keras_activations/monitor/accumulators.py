@@ -43,6 +43,9 @@ than one replica), so the records equal a single-device run's.
 import numpy as np
 import tensorflow as tf
 
+from keras_activations.builtin_derivatives import StepOfOutput
+from keras_activations.builtin_derivatives import positive_step
+
 _SUM = tf.VariableAggregation.SUM
 _FIRST = tf.VariableAggregation.ONLY_FIRST_REPLICA
 _NEVER = np.int64(2**62)
@@ -135,9 +138,24 @@ def _site_figures(x, y, derivative, axes, saturation_tolerance):
     sums = [tf.cast(tf.size(y32), tf.float32), tf.reduce_sum(y32), tf.nn.l2_loss(y32)]
     if derivative is None:
         return None, None, sums
+    if isinstance(derivative, StepOfOutput):  # x is the output: y <= 0 or > 0
+        # max |f'| over a unit's examples = the step of its largest output
+        # (NaN stays NaN, for `end_step`'s check); count y > 0 once.
+        top = positive_step(tf.reduce_max(y32, axis=axes))
+        peak = derivative.below + (derivative.above - derivative.below) * top
+        sign = tf.sign(y32)
+        if derivative.below != 0:  # outputs can be negative
+            sign = tf.maximum(sign, 0.0)
+        positive = tf.reduce_sum(sign)
+        saturated = tf.constant(0.0)
+        if derivative.below < saturation_tolerance:
+            saturated += sums[0] - positive
+        if derivative.above < saturation_tolerance:
+            saturated += positive
+        return peak, saturated, sums
     d = tf.abs(tf.cast(derivative(tf.cast(x, tf.float32)), tf.float32))
     peak = tf.reduce_max(d, axis=axes)
-    # `maximum`, not `relu`: see `builtin_derivatives._step`.
+    # `maximum`, not `relu`: see `builtin_derivatives.positive_step`.
     saturated = tf.reduce_sum(tf.maximum(tf.sign(saturation_tolerance - d), 0.0))
     return peak, saturated, sums
 
