@@ -422,3 +422,68 @@ def test_depth_profile_pixels():
     second = img[:, 9]  # inside the second bar
     assert tuple(second[10]) == blue and tuple(second[9]) != blue  # 0.1: the bottom
     assert [tuple(second[15 + r]) for r in (7, 8, 9, 10)] == [(255, 255, 255), grey, grey, grey]
+
+
+class _Spiky(keras.layers.Layer):
+    """y = x * w, whose gradient for w is NaN in element 0 and inf in 1."""
+
+    def build(self, input_shape):
+        self.w = self.add_weight(shape=(input_shape[-1],), initializer="ones", name="w")
+
+    def call(self, x):
+        @tf.custom_gradient
+        def spiky(x, w):
+            def grad(dy):
+                gw = tf.reduce_sum(dy * x, axis=0)
+                gw = tf.tensor_scatter_nd_update(gw, [[0], [1]], [np.nan, np.inf])
+                return dy * w, gw
+
+            return x * w, grad
+
+        return spiky(x, tf.identity(self.w.value))
+
+
+def test_nonfinite_gradients_are_counted_and_left_out_of_the_histogram():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4,))
+    h = _Spiky(name="spiky")(inputs)
+    h = keras.layers.Dense(3, activation="relu", name="h")(h)
+    model = keras.Model(inputs, keras.layers.Dense(1, name="out")(h))
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
+    x, y = _data(n=8)
+    grads = _tape_gradients(model, x, y)  # before: lr 0 times NaN is NaN
+    monitor = GradientMonitor(update_freq=1, dead_warning_threshold=None)
+    _fit(model, x, y, monitor)
+    (record,) = monitor.history
+    for path, entry in record["variables"].items():
+        g = grads[path]
+        bad = int(np.sum(~np.isfinite(g)))
+        assert entry["nonfinite"] == bad
+        hist = entry["histogram"]
+        assert hist["counts"].sum() == g.size - bad
+        assert np.all(np.isfinite(hist["edges"]))
+        good = g[np.isfinite(g)]
+        np.testing.assert_allclose(hist["edges"][0], good.min(), rtol=1e-5)
+        if good.max() > good.min():  # else the range is widened a little
+            np.testing.assert_allclose(hist["edges"][-1], good.max(), rtol=1e-5)
+    assert record["variables"][model.get_layer("spiky").w.path]["nonfinite"] == 2
+    assert np.isnan(record["global_norm"])
+
+
+def test_nan_activations_neither_fire_nor_saturate():
+    # One example is NaN: the units that the other examples fire are alive,
+    # the NaN pairs are neither saturated nor in the histogram.
+    inputs = keras.Input((4,))
+    h = keras.layers.Dense(
+        3, activation="relu", kernel_initializer="ones", bias_initializer="zeros", name="h"
+    )(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(1, name="out")(h))
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
+    x = np.random.RandomState(0).rand(8, 4).astype("float32") + 0.1
+    x[0] = np.nan
+    monitor = GradientMonitor(update_freq=1, dead_warning_threshold=None)
+    _fit(model, x, np.zeros((8, 1), "float32"), monitor)
+    layer = monitor.history[0]["layers"]["h"]
+    assert layer["dead_units"] == 0
+    assert layer["saturation"] == 0.0
+    assert layer["activation_histogram"]["counts"].sum() == 7 * 3

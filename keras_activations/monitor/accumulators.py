@@ -94,6 +94,25 @@ def histogram(x, bins, use_segment_sum, safe):
     return _count(values, lo, hi, bins, use_segment_sum, n_bad)
 
 
+def histograms(xs, bins, use_segment_sum, finite):
+    """`histogram` of each tensor in `xs`, stacked: `([k, bins], [k, 2])`.
+
+    `finite` (a boolean tensor) says that no value is NaN/inf, as the
+    caller knows from a finite sum of squares: then each histogram is three
+    passes (min, max, count) instead of the eight with temporaries that
+    leaving non-finite values out takes, which only run when needed.
+    """
+
+    def take(safe):
+        def fn():
+            pairs = [histogram(x, bins, use_segment_sum, safe) for x in xs]
+            return tf.stack([h for h, _ in pairs]), tf.stack([r for _, r in pairs])
+
+        return fn
+
+    return tf.cond(finite, take(False), take(True))
+
+
 def _count(values, lo, hi, bins, use_segment_sum, n_bad=None):
     if use_segment_sum:
         scaled = (values - lo) * (bins / (hi - lo))
@@ -373,23 +392,25 @@ class DeviceState:
                 lambda: (peak, saturated),
             )
             self.peak.assign(tf.maximum(self.peak.read_value(), peak))
+        sums = tf.reshape(tf.stack(sums), [-1, 3])
         self.site_sums.assign_add(
-            tf.cast(
-                tf.concat(
-                    [saturated[:, None], tf.reshape(tf.stack(sums), [-1, 3])],
-                    axis=1,
-                ),
-                tf.float64,
-            )
+            tf.cast(tf.concat([saturated[:, None], sums], axis=1), tf.float64)
         )
 
+        # Every output is finite when the sum of their squares is.
+        finite = tf.math.is_finite(tf.reduce_sum(sums[:, 2]))
+
         def keep_histograms():
-            for state, _, _, y in here.values():
-                hist, lohi = histogram(
-                    tf.cast(y, tf.float32), self.bins, self.use_segment_sum, True
-                )
-                state.hist.assign(hist)
-                state.lohi.assign(lohi)
+            states = [entry[0] for entry in here.values()]
+            hists, lohis = histograms(
+                [tf.cast(entry[3], tf.float32) for entry in here.values()],
+                self.bins,
+                self.use_segment_sum,
+                finite,
+            )
+            for k, state in enumerate(states):
+                state.hist.assign(hists[k])
+                state.lohi.assign(lohis[k])
             return tf.constant(True)
 
         if self.always_snapshot:
@@ -441,31 +462,27 @@ class DeviceState:
             self.nonfinite.assign_add(tf.stack(bad))
             return tf.constant(True)
 
-        done = [
-            tf.cond(
-                tf.math.is_finite(tf.reduce_sum(sumsq)),
-                lambda: tf.constant(True),
-                count_nonfinite,
-            )
-        ]
+        finite = tf.math.is_finite(tf.reduce_sum(sumsq))
+        done = [tf.cond(finite, lambda: tf.constant(True), count_nonfinite)]
 
         def snapshot():
             self.sumsq.assign(sumsq)
-            if self.watched_pos:
-                # Rows of watched variables without a gradient are zeros.
-                hists, lohis = [], []
-                for i in self.watched_pos:
-                    if i in grads:
-                        h, r = histogram(
-                            grads[i], self.bins, self.use_segment_sum, True
-                        )
-                    else:
-                        h = tf.zeros([self.bins], tf.float64)
-                        r = tf.zeros([2], tf.float32)
-                    hists.append(h)
-                    lohis.append(r)
-                self.ghist.assign(tf.stack(hists))
-                self.glohi.assign(tf.stack(lohis))
+            present = [i for i in self.watched_pos if i in grads]
+            if present:
+                hists, lohis = histograms(
+                    [grads[i] for i in present], self.bins, self.use_segment_sum, finite
+                )
+                if len(present) < len(self.watched_pos):
+                    # Rows of watched variables without a gradient are zeros.
+                    rows = [[self.watched_pos.index(i)] for i in present]
+                    w = len(self.watched_pos)
+                    hists = tf.scatter_nd(rows, hists, [w, self.bins])
+                    lohis = tf.scatter_nd(rows, lohis, [w, 2])
+                self.ghist.assign(hists)
+                self.glohi.assign(lohis)
+            elif self.watched_pos:
+                self.ghist.assign(tf.zeros_like(self.ghist))
+                self.glohi.assign(tf.zeros_like(self.glohi))
             for j, i in enumerate(self.watched_pos):
                 if i in grads:
                     self.cur[j].assign(tf.reshape(grads[i], self.cur[j].shape))
