@@ -487,3 +487,36 @@ def test_nan_activations_neither_fire_nor_saturate():
     assert layer["dead_units"] == 0
     assert layer["saturation"] == 0.0
     assert layer["activation_histogram"]["counts"].sum() == 7 * 3
+
+
+@pytest.mark.parametrize("activation", ["relu", "sigmoid", "softsign"])
+def test_layer_called_twice_in_a_step_counts_both_calls(activation):
+    # A shared layer is one site; a window holds the examples of both calls.
+    keras.utils.set_random_seed(0)
+    a, b = keras.Input((4,)), keras.Input((4,))
+    shared = keras.layers.Dense(5, activation=activation, name="shared")
+    merged = keras.layers.Concatenate()([shared(a), shared(b)])
+    model = keras.Model([a, b], keras.layers.Dense(1, name="out")(merged))
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
+    rng = np.random.RandomState(0)
+    xa = rng.randn(16, 4).astype("float32")
+    xb = (rng.randn(16, 4) - 3).astype("float32")
+    y = np.zeros((16, 1), "float32")
+    monitor = GradientMonitor(update_freq="epoch", saturation_tolerance=0.2, dead_warning_threshold=None)
+    _fit(model, [xa, xb], y, monitor)
+    layer = monitor.history[0]["layers"]["shared"]
+    kernel, bias = shared.kernel.numpy(), shared.bias.numpy()
+    pre = np.concatenate([xa, xb]).astype(np.float64) @ kernel + bias
+    f, d = {
+        "relu": (lambda z: np.maximum(z, 0), lambda z: (z > 0).astype(float)),
+        "sigmoid": (
+            lambda z: 1 / (1 + np.exp(-z)),
+            lambda z: np.exp(-z) / (1 + np.exp(-z)) ** 2,
+        ),
+        "softsign": (lambda z: z / (1 + np.abs(z)), lambda z: 1 / (1 + np.abs(z)) ** 2),
+    }[activation]
+    out = f(pre)
+    np.testing.assert_allclose(layer["activation_mean"], out.mean(), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(layer["activation_std"], out.std(), rtol=1e-4)
+    np.testing.assert_allclose(layer["saturation"], np.mean(d(pre) < 0.2))
+    assert layer["dead_units"] == int(np.sum(np.all(d(pre) <= 0, axis=0)))

@@ -337,13 +337,17 @@ class DeviceState:
         if not pending:
             return
         graph = tf.compat.v1.get_default_graph()
-        here = {}
-        for state, axes, x, y in pending:
-            if getattr(y, "graph", graph) is graph and id(state) in self.rows:
-                here.setdefault(id(state), (state, axes, x, y))
-        for state, axes, x, y in pending:  # made in a nested graph: now
-            if id(state) not in here:
-                self.record_site(state.site, y if x is None else x, y)
+        here, rest = {}, []
+        for entry in pending:
+            state, y = entry[0], entry[3]
+            if getattr(y, "graph", graph) is graph and id(state) not in here:
+                here[id(state)] = entry
+            else:
+                rest.append(entry)
+        # A site made in a nested graph, or a layer called twice in a step
+        # (its later calls): added to its own sums, now.
+        for state, _, x, y in rest:
+            self.record_site(state.site, x, y)
         if not here:
             return
         peaks, saturated, sums = [], [], []
@@ -516,8 +520,12 @@ class DeviceState:
                 x = None
             self._pending.append((state, axes, x, y))
             return
+        y = tf.stop_gradient(y)
+        derivative = site.derivative
+        if x is None:  # deferred with the output form (`end_step`)
+            x, derivative = y, site.of_output
         x = tf.stop_gradient(x)
-        y32 = tf.cast(tf.stop_gradient(y), tf.float32)
+        y32 = tf.cast(y, tf.float32)
         s1 = tf.reduce_sum(y32)
         s2 = tf.reduce_sum(tf.square(y32))
         pairs = tf.cast(tf.size(y32), tf.float32)
@@ -532,11 +540,9 @@ class DeviceState:
                 axis=-1,
             )
             state.alive.assign_add(tf.reshape(tf.cast(won, tf.float32), [-1]))
-        elif site.derivative is not None:
+        elif derivative is not None:
             # |f'|: a negative slope (abs, leaky with slope < 0) is alive.
-            d = tf.abs(
-                tf.cast(site.derivative(tf.cast(x, tf.float32)), tf.float32)
-            )
+            d = tf.abs(tf.cast(derivative(tf.cast(x, tf.float32)), tf.float32))
             if state.track_dead:
                 fired = tf.reduce_max(d, axis=axes) > self.dead_tolerance
                 state.alive.assign_add(tf.cast(fired, tf.float32))
