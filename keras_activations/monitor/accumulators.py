@@ -417,13 +417,17 @@ class DeviceState:
                 state.lohi.assign(lohis[k])
             return tf.constant(True)
 
-        if self.always_snapshot:
-            keep_histograms()
-        else:
-            tf.cond(self._snapshot_now(), keep_histograms, lambda: tf.constant(True))
+        self._on_snapshot(keep_histograms)
 
     def _snapshot_now(self):
         return self.dstep.read_value() >= self.snap_from.read_value()
+
+    def _on_snapshot(self, fn):
+        """Runs `fn` (which returns a tensor) on snapshot steps only; on
+        every step, without a conditional, when every step is one."""
+        if self.always_snapshot:
+            return fn()
+        return tf.cond(self._snapshot_now(), fn, lambda: tf.constant(True))
 
     def record_gradients(self, grads_and_vars):
         """Accumulates figures of the applied gradients (replica context).
@@ -493,12 +497,7 @@ class DeviceState:
             self.snap_dstep.assign(self.dstep.read_value())
             return tf.constant(True)
 
-        if self.always_snapshot:
-            done.append(snapshot())
-        else:
-            done.append(
-                tf.cond(self._snapshot_now(), snapshot, lambda: tf.constant(True))
-            )
+        done.append(self._on_snapshot(snapshot))
         return done
 
     def record_site(self, site, x, y):
@@ -568,24 +567,16 @@ class DeviceState:
                 state.lohi.assign(lohi)
                 return tf.constant(True)
 
-            tf.cond(self._snapshot_now(), take_hist, lambda: tf.constant(True))
+            self._on_snapshot(take_hist)
             return
 
-        def hist(safe):
-            def fn():
-                counts, lohi = histogram(y32, bins, segment, safe)
-                state.hist.assign(counts)
-                state.lohi.assign(lohi)
-                return tf.constant(True)
+        def keep_histogram():
+            hists, lohis = histograms([y32], bins, segment, finite)
+            state.hist.assign(hists[0])
+            state.lohi.assign(lohis[0])
+            return tf.constant(True)
 
-            return fn
-
-        take = self._snapshot_now()
-        tf.cond(
-            tf.logical_and(take, finite),
-            hist(False),
-            lambda: tf.cond(take, hist(True), lambda: tf.constant(True)),
-        )
+        self._on_snapshot(keep_histogram)
 
     def _global_range(self, y32):
         """[min, max] of finite values over all replicas (replica context)."""

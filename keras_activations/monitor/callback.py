@@ -328,9 +328,7 @@ class GradientMonitor(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         try:
-            if self._state is not None and (
-                self.update_freq == "epoch" or self._window_steps > 0
-            ):
+            if self._window_open():
                 self._record()
         finally:
             self.close()
@@ -544,9 +542,7 @@ class GradientMonitor(keras.callbacks.Callback):
     def _abort(self):
         """A training step raised: keep what was measured, close files."""
         try:
-            if self._state is not None and (
-                self.update_freq == "epoch" or self._window_steps > 0
-            ):
+            if self._window_open():
                 self._record()
         except Exception:  # the device may be unusable: keep the rest
             pass
@@ -554,6 +550,13 @@ class GradientMonitor(keras.callbacks.Callback):
             self.close()
 
     # ---- records ------------------------------------------------------------
+
+    def _window_open(self):
+        """Whether the current window may hold unrecorded steps (with one
+        record per epoch the host does not count steps: the device does)."""
+        return self._state is not None and (
+            self.update_freq == "epoch" or self._window_steps > 0
+        )
 
     def _record(self):
         program = self._program
@@ -574,12 +577,12 @@ class GradientMonitor(keras.callbacks.Callback):
             program.write_events(
                 self._events, self._encoder, flat, self._step, self.write_images
             )
-        self._check_dead(flat, program, self._step)
+        self._check_dead(figures_, program, self._step)
 
-    def _check_dead(self, flat, program, step):
+    def _check_dead(self, figures_, program, step):
         if self.dead_warning_threshold is None or not program.tracked:
             return
-        for name, (fraction, dead, units) in program.dead(program.unpack(flat)).items():
+        for name, (fraction, dead, units) in program.dead(figures_).items():
             if fraction >= self.dead_warning_threshold:
                 self._warn_once(
                     ("dead", name),

@@ -73,29 +73,6 @@ def _panel(values, kind, width, height, bar, gap):
     return img
 
 
-def depth_profile(record, bar=16, gap=6, height=64):
-    """Draws a record's depth profile.
-
-    Args:
-        record: One `GradientMonitor` record.
-        bar: Bar width in pixels.
-        gap: Gap between bars in pixels.
-        height: Height of each of the three panels in pixels.
-
-    Returns:
-        A `uint8` array of shape `(3 * height + 8, width, 3)`.
-    """
-    layers = sorted(record["layers"].values(), key=lambda e: e["depth"])
-    return depth_profile_values(
-        [e.get("gradient_norm") for e in layers],
-        [e.get("dead_fraction") for e in layers],
-        [e.get("activation_mean") for e in layers],
-        bar=bar,
-        gap=gap,
-        height=height,
-    )
-
-
 def depth_profile_values(
     gradient_norm, dead_fraction, activation_mean, bar=16, gap=6, height=64
 ):
