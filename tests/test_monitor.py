@@ -367,6 +367,9 @@ def test_epoch_records_need_no_batch_hook(source):
         model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse", steps_per_execution=3)
     monitor = GradientMonitor(dead_warning_threshold=None)
     assert monitor.async_safe and not GradientMonitor(update_freq=2).async_safe
+    # Only executions holding an epoch's last step run the snapshot function.
+    picked, pick = [], monitor._snapshot_next
+    monitor._snapshot_next = lambda: picked.append(pick()) or picked[-1]
     if source == "unknown_length":
         data = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
         data = data.filter(lambda a, b: True)  # cardinality unknown
@@ -374,6 +377,12 @@ def test_epoch_records_need_no_batch_hook(source):
     else:
         _fit(model, x, y, monitor, epochs=2)
     assert [(r["step"], r["epoch"], r["steps"]) for r in monitor.history] == [(6, 0, 6), (12, 1, 6)]
+    expected = {
+        "array": [False] * 5 + [True],
+        "spe3": [False, True],
+        "unknown_length": [True] * 7,  # the 7th call finds the data's end
+    }[source]
+    assert picked == expected * 2
     grads = _tape_gradients(model, x[40:], y[40:])  # the epoch's last batch
     record = monitor.history[-1]
     total = np.sqrt(sum(np.sum(g**2) for g in grads.values()))

@@ -22,8 +22,8 @@ vectorized (the counts use `sign` instead), and a derivative read from the
 activation's output (`Derivative.of_output`, e.g. ReLU, sigmoid, tanh)
 leaves the activation fused into its layer's matrix product.
 
-Only on *snapshot* steps (the last step of a record window; the host sets
-`snap_from` so the device knows): a histogram of each watched variable's
+Only on *snapshot* steps (the last step of a record window; those run a
+train function of their own, which the callback picks): a histogram of each watched variable's
 gradient and of each site's output, and a copy of the gradient (for the
 cosine with the previous record). Histogram edges are `bins` equal-width
 buckets spanning the snapshot's own [min, max] (finite values only), so a
@@ -42,13 +42,13 @@ than one replica), so the records equal a single-device run's.
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.framework import attr_value_pb2
 
 from keras_activations.builtin_derivatives import StepOfOutput
 from keras_activations.builtin_derivatives import positive_step
 
 _SUM = tf.VariableAggregation.SUM
 _FIRST = tf.VariableAggregation.ONLY_FIRST_REPLICA
-_NEVER = np.int64(2**62)
 
 
 def _state_variable(value, aggregation, name):
@@ -59,6 +59,29 @@ def _state_variable(value, aggregation, name):
         aggregation=aggregation,
         name=name,
     )
+
+
+def cond(pred, true_fn, false_fn):
+    """`tf.cond` that runs only the branch taken.
+
+    Inside a `tf.function` TensorFlow lowers `tf.cond` to Switch/Merge
+    nodes, and its executor then visits every node of the branch not taken
+    as a dead node, on every step. The monitor's conditionals guard rare
+    work with hundreds of nodes (recounting non-finite gradients, NaN-safe
+    site figures, filtered histograms): visiting them cost more than the
+    figures themselves (0.15 ms a step measured here). This leaves the `If`
+    op unlowered: a call of the branch taken. XLA compiles either form.
+    """
+    if tf.executing_eagerly():
+        return tf.cond(pred, true_fn, false_fn)
+    graph = tf.compat.v1.get_default_graph()
+    known = len(graph.get_operations())
+    out = tf.cond(pred, true_fn, false_fn)
+    keep = attr_value_pb2.AttrValue(b=False)
+    for op in graph.get_operations()[known:]:
+        if op.type in ("If", "StatelessIf"):
+            op._set_attr("_lower_using_switch_merge", keep)
+    return out
 
 
 def histogram(x, bins, use_segment_sum, safe):
@@ -110,7 +133,7 @@ def histograms(xs, bins, use_segment_sum, finite):
 
         return fn
 
-    return tf.cond(finite, take(False), take(True))
+    return cond(finite, take(False), take(True))
 
 
 def _count(values, lo, hi, bins, use_segment_sum, n_bad=None):
@@ -219,8 +242,13 @@ class DeviceState:
             is below it.
         use_segment_sum: Count histograms with an XLA-compatible op.
         var_key: Function mapping a variable to the optimizer's key.
-        always_snapshot: Every step is a snapshot (`update_freq=1`): take
-            the histograms unconditionally, without a conditional.
+
+    Attributes:
+        snapshot: Whether the step being traced is a snapshot step. The
+            callback compiles a second train function for snapshot steps
+            and sets this while calling it, so the other steps' function
+            holds none of the snapshot's work (a conditional in one
+            function would cost its dead nodes on every step).
     """
 
     def __init__(
@@ -233,10 +261,9 @@ class DeviceState:
         saturation_tolerance,
         use_segment_sum,
         var_key,
-        always_snapshot=False,
     ):
         self.strategy = strategy
-        self.always_snapshot = bool(always_snapshot)
+        self.snapshot = False
         self.replicas = strategy.num_replicas_in_sync
         self.bins = bins
         self.dead_tolerance = float(dead_tolerance)
@@ -250,9 +277,6 @@ class DeviceState:
         with strategy.scope():
             self.dstep = _state_variable(
                 tf.zeros([], tf.int64), _FIRST, "dstep"
-            )
-            self.snap_from = tf.Variable(
-                _NEVER, trainable=False, dtype=tf.int64, name="snap_from"
             )
             self.snap_dstep = _state_variable(
                 tf.zeros([], tf.int64), _FIRST, "snap_dstep"
@@ -329,7 +353,7 @@ class DeviceState:
 
         Plain TensorFlow ops, a few reductions per site (see
         `_site_figures`); two variable updates for all sites; histograms
-        only on a snapshot step, under one conditional. XLA clusters were
+        only on a snapshot step (`snapshot`). XLA clusters were
         measured slower here: on a CPU their kernels wait for the thread
         pool that the step's matrix products keep busy.
         """
@@ -390,7 +414,7 @@ class DeviceState:
                     counts.append(c)
                 return tf.concat(out, axis=0), tf.stack(counts)
 
-            peak, saturated = tf.cond(
+            peak, saturated = cond(
                 tf.reduce_any(tf.math.is_nan(peak)),
                 nan_safe,
                 lambda: (peak, saturated),
@@ -417,30 +441,22 @@ class DeviceState:
                 state.lohi.assign(lohis[k])
             return tf.constant(True)
 
-        self._on_snapshot(keep_histograms)
+        if self.snapshot:
+            keep_histograms()
 
-    def _snapshot_now(self):
-        return self.dstep.read_value() >= self.snap_from.read_value()
-
-    def _on_snapshot(self, fn):
-        """Runs `fn` (which returns a tensor) on snapshot steps only; on
-        every step, without a conditional, when every step is one."""
-        if self.always_snapshot:
-            return fn()
-        return tf.cond(self._snapshot_now(), fn, lambda: tf.constant(True))
 
     def record_gradients(self, grads_and_vars):
         """Accumulates figures of the applied gradients (replica context).
 
         Every step: each gradient's sum of squares (one fused reduction,
         `tf.nn.l2_loss`) and, only when their sum is not finite, the count
-        of NaN/inf elements. On a snapshot step, under one conditional: the
-        sums of squares (the norms), the histograms and a copy of the
-        watched gradients (for the cosine).
+        of NaN/inf elements. On a snapshot step (`snapshot`): the sums of
+        squares (the norms), the histograms and a copy of the watched
+        gradients (for the cosine).
 
         Returns:
-            The conditionals' outputs: the caller makes the optimizer read
-            the gradients after them (`callback._after`).
+            Ops that finish every read of the gradients: the caller makes
+            the optimizer read them after these (`callback._after`).
         """
         grads = {}
         for g, v in grads_and_vars:
@@ -471,10 +487,10 @@ class DeviceState:
             return tf.constant(True)
 
         finite = tf.math.is_finite(tf.reduce_sum(sumsq))
-        done = [tf.cond(finite, lambda: tf.constant(True), count_nonfinite)]
+        done = [cond(finite, lambda: tf.constant(True), count_nonfinite)]
 
         def snapshot():
-            self.sumsq.assign(sumsq)
+            ops = [self.sumsq.assign(sumsq, read_value=False)]
             present = [i for i in self.watched_pos if i in grads]
             if present:
                 hists, lohis = histograms(
@@ -486,18 +502,20 @@ class DeviceState:
                     w = len(self.watched_pos)
                     hists = tf.scatter_nd(rows, hists, [w, self.bins])
                     lohis = tf.scatter_nd(rows, lohis, [w, 2])
-                self.ghist.assign(hists)
-                self.glohi.assign(lohis)
+                ops.append(self.ghist.assign(hists, read_value=False))
+                ops.append(self.glohi.assign(lohis, read_value=False))
             elif self.watched_pos:
                 self.ghist.assign(tf.zeros_like(self.ghist))
                 self.glohi.assign(tf.zeros_like(self.glohi))
             for j, i in enumerate(self.watched_pos):
                 if i in grads:
-                    self.cur[j].assign(tf.reshape(grads[i], self.cur[j].shape))
+                    g = tf.reshape(grads[i], self.cur[j].shape)
+                    ops.append(self.cur[j].assign(g, read_value=False))
             self.snap_dstep.assign(self.dstep.read_value())
-            return tf.constant(True)
+            return tf.group(*ops)  # every read of the gradients
 
-        done.append(self._on_snapshot(snapshot))
+        if self.snapshot:
+            done.append(snapshot())
         return done
 
     def record_site(self, site, x, y):
@@ -567,7 +585,8 @@ class DeviceState:
                 state.lohi.assign(lohi)
                 return tf.constant(True)
 
-            self._on_snapshot(take_hist)
+            if self.snapshot:
+                take_hist()
             return
 
         def keep_histogram():
@@ -576,7 +595,8 @@ class DeviceState:
             state.lohi.assign(lohis[0])
             return tf.constant(True)
 
-        self._on_snapshot(keep_histogram)
+        if self.snapshot:
+            keep_histogram()
 
     def _global_range(self, y32):
         """[min, max] of finite values over all replicas (replica context)."""
@@ -602,10 +622,6 @@ class DeviceState:
         return lo, hi
 
     # ---- on the host ----------------------------------------------------
-
-    def set_snapshot_from(self, dstep):
-        """Snapshots are taken at every step whose device step >= dstep."""
-        self.snap_from.assign(np.int64(dstep))
 
     def read_and_reset(self, window_start):
         """Reads every accumulator and resets the window sums (graph code,
@@ -648,6 +664,8 @@ class DeviceState:
 
         if dots:
             with tf.control_dependencies(dots + prev_sq):
+                # Lowered: its branch captures variables of every replica's
+                # device, which one `If` op cannot be placed with.
                 tf.cond(keep_gradient, keep, lambda: tf.constant(True))
             out["dot"] = tf.cast(tf.stack(dots), tf.float64)
             out["prev_sq"] = tf.cast(tf.stack(prev_sq), tf.float64)

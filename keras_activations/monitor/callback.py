@@ -17,7 +17,6 @@ from keras_activations.monitor import sites as sites_lib
 from keras_activations.monitor import writer as writer_lib
 from keras_activations.monitor.patches import Patches
 
-_NEVER = int(accumulators._NEVER)
 _ENDS_OF_DATA = (StopIteration, tf.errors.OutOfRangeError)
 
 
@@ -267,8 +266,8 @@ class GradientMonitor(keras.callbacks.Callback):
         self._window_steps = 0
         self._dstep = 0
         self._window_start_dstep = 0
-        self._pending_snap = _NEVER
-        self._pushed_snap = None
+        self._snap = False  # the next execution ends a window (int freq)
+        self._epoch_calls = 0
         self._prev_valid = False
         self._epoch = 0
         self._install(model, optimizer, sites)
@@ -283,11 +282,7 @@ class GradientMonitor(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
-        if self.update_freq == "epoch":
-            # Snapshot the epoch's last step (every step if its length is
-            # unknown); the device counts the steps.
-            steps = self.params.get("steps") if self.params else None
-            self._pending_snap = self._dstep + steps if steps else 0
+        self._epoch_calls = 0
         if self._fit_started:
             return
         self._fit_started = True
@@ -306,11 +301,7 @@ class GradientMonitor(keras.callbacks.Callback):
         steps = self.params.get("steps") if self.params else None
         per_execution = int(getattr(self.model, "steps_per_execution", 1) or 1)
         count = per_execution if not steps else min(per_execution, steps - batch)
-        ends = self._window_steps + count >= self.update_freq
-        if self.update_freq == 1:
-            self._pending_snap = 0
-        else:
-            self._pending_snap = self._dstep + 1 if ends else _NEVER
+        self._snap = self._window_steps + count >= self.update_freq
 
     def on_train_batch_end(self, batch, logs=None):
         if self.update_freq == "epoch":
@@ -375,22 +366,27 @@ class GradientMonitor(keras.callbacks.Callback):
                 monitor._mode = previous
 
         patches.set(model, "train_step", train_step)
+        # Two compiled functions (each traced on its first call): snapshot
+        # steps (`DeviceState.snapshot`) and the others.
         model.make_train_function(force=True)
-        inner = model.train_function
+        plain = model.train_function
+        model.make_train_function(force=True)
+        snapshot = model.train_function
 
         def train_function(iterator):
             if monitor._state is None:
                 monitor._setup(iterator)
-            if monitor._pending_snap != monitor._pushed_snap:
-                monitor._state.set_snapshot_from(monitor._pending_snap)
-                monitor._pushed_snap = monitor._pending_snap
+            state = monitor._state
+            state.snapshot = monitor._snapshot_next()
             try:
-                return inner(iterator)
+                return (snapshot if state.snapshot else plain)(iterator)
             except _ENDS_OF_DATA:
                 raise
             except BaseException:
                 monitor._abort()
                 raise
+            finally:
+                state.snapshot = False
 
         object.__setattr__(model, "train_function", train_function)
         self._patched_model = True
@@ -526,7 +522,6 @@ class GradientMonitor(keras.callbacks.Callback):
             self.saturation_tolerance,
             use_segment_sum=bool(getattr(self.model, "jit_compile", False)),
             var_key=self._optimizer._var_key,
-            always_snapshot=self.update_freq == 1,
         )
         self._program = figures.RecordProgram(
             self._state,
@@ -538,6 +533,19 @@ class GradientMonitor(keras.callbacks.Callback):
         )
         if self.log_dir is not None:
             self._events = events.EventFile(self.log_dir)
+
+    def _snapshot_next(self):
+        """Whether the next execution takes the window's snapshot: it holds
+        the window's last step (with one record per epoch, the epoch's last
+        step; every step when the epoch's length is unknown)."""
+        if self.update_freq != "epoch":
+            return self._snap
+        self._epoch_calls += 1
+        steps = self.params.get("steps") if self.params else None
+        if not steps:
+            return True
+        per_execution = int(getattr(self.model, "steps_per_execution", 1) or 1)
+        return self._epoch_calls * per_execution >= steps
 
     def _abort(self):
         """A training step raised: keep what was measured, close files."""
