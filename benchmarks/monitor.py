@@ -17,10 +17,13 @@ Every configuration is measured side by side in one run. Two figures:
   step. The figure is median(step / reference step) with the callback over
   the same without it, over every step of every repetition.
 
-Compared with Keras's TensorBoard callback (histogram_freq=1).
+Compared with Keras's TensorBoard callback (histogram_freq=1) and with a
+control, a callback that does nothing: what it measures is the method's own
+error.
 
     python benchmarks/monitor.py          # 5 repetitions
     python benchmarks/monitor.py --quick  # 2 repetitions, 3 epochs
+    python benchmarks/monitor.py --only update_freq=1
 """
 
 import argparse
@@ -53,10 +56,17 @@ def build():
     return model
 
 
+class Nothing(keras.callbacks.Callback):
+    """The control: what the method measures for a callback with no work."""
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 repetitions")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--only", default="", help="measure only the callbacks whose name has this"
+    )
     args = parser.parse_args()
     repeats = 2 if args.quick else args.repeats
     rng = np.random.RandomState(0)
@@ -76,8 +86,10 @@ def main():
         "keras TensorBoard(histogram_freq=1)": lambda: keras.callbacks.TensorBoard(
             os.path.join(tmp, "tb"), histogram_freq=1
         ),
+        "control: a callback that does nothing": Nothing,
     }
 
+    configs = {k: v for k, v in configs.items() if args.only in k}
     epochs = 3 if args.quick else 5
 
     reference_data = (
