@@ -186,11 +186,22 @@ def test_event_templates_equal_protocol_buffers(tmp_path):
     rows = np.stack([np.linspace(-1, 1, 5)[:-1], np.linspace(-1, 1, 5)[1:], [3.0, 0.0, 1e6, 7.0]], axis=1)
     image = np.zeros((20, 30, 3), np.uint8)
     image[5:10, 2:4] = (214, 39, 40)
+    # Step 3's picture goes as indices into a palette (a palette PNG).
+    palette = np.array([(255, 255, 255), (214, 39, 40), (31, 119, 180)], np.uint8)
+    indices = np.zeros((20, 30), np.uint8)
+    indices[5:10, 2:4] = 1
+    indices[0, 0] = 2
+    images = {1: image, 2: image, 3: palette[indices]}
     for step, value in ((1, 0.25), (2, -3.5e-20), (3, float("inf"))):
+        picture = (
+            encoder.image("depth_profile", indices, file.seen, palette=palette)
+            if step == 3
+            else encoder.image("depth_profile", image, file.seen)
+        )
         file.write(step, [
             encoder.scalar("gradient_norm/global", value, file.seen),
             encoder.histogram("gradients/d/kernel", rows * step, file.seen),
-            encoder.image("depth_profile", image, file.seen),
+            picture,
         ])
     file.close()
     raw = [event_pb2.Event.FromString(r.numpy()) for r in tf.data.TFRecordDataset(file.path)]
@@ -205,6 +216,6 @@ def test_event_templates_equal_protocol_buffers(tmp_path):
         )
         width, height, png = tensor_util.make_ndarray(img.tensor)
         assert (int(width), int(height)) == (30, 20)
-        np.testing.assert_array_equal(tf.io.decode_png(png).numpy(), image)
+        np.testing.assert_array_equal(tf.io.decode_png(png).numpy(), images[step])
     acc = _read(tmp_path)
     assert [e.step for e in acc.Tensors("gradients/d/kernel")] == [1, 2, 3]

@@ -305,6 +305,10 @@ class DeviceState:
                 self.prev.append(
                     _state_variable(tf.zeros(shape, tf.float32), _FIRST, "gp")
                 )
+            # Sums of squares of `prev`: kept, not recomputed per record.
+            self.prev_sumsq = _state_variable(
+                tf.zeros([w], tf.float32), _FIRST, "prev_sumsq"
+            )
             self.sites = {}
             for site in sites:
                 # Measured for every site with a known derivative, whatever
@@ -648,28 +652,30 @@ class DeviceState:
             "ghist": self.ghist.read_value(),
             "glohi": self.glohi.read_value(),
         }
-        dots, prev_sq, cur_sq, currents = [], [], [], []
+        dots, currents = [], []
         for cur, prev in zip(self.cur, self.prev):
             c = cur.read_value()
-            p = prev.read_value()
-            dots.append(tf.reduce_sum(c * p))
-            prev_sq.append(tf.reduce_sum(tf.square(p)))
-            cur_sq.append(tf.reduce_sum(tf.square(c)))
+            dots.append(tf.reduce_sum(c * prev.read_value()))
             currents.append(c)
-
-        def keep():
-            for prev, c in zip(self.prev, currents):
-                prev.assign(c)
-            return tf.constant(True)
-
         if dots:
-            with tf.control_dependencies(dots + prev_sq):
+            # The snapshot's sums of squares (`sumsq`, from `tf.nn.l2_loss`)
+            # are those of `cur`: one pass over the gradients, not three.
+            cur_sq = 2.0 * tf.gather(self.sumsq.read_value(), self.watched_pos)
+            prev_sq = self.prev_sumsq.read_value()
+
+            def keep():
+                for prev, c in zip(self.prev, currents):
+                    prev.assign(c)
+                self.prev_sumsq.assign(cur_sq)
+                return tf.constant(True)
+
+            with tf.control_dependencies(dots + [prev_sq]):
                 # Lowered: its branch captures variables of every replica's
                 # device, which one `If` op cannot be placed with.
                 tf.cond(keep_gradient, keep, lambda: tf.constant(True))
             out["dot"] = tf.cast(tf.stack(dots), tf.float64)
-            out["prev_sq"] = tf.cast(tf.stack(prev_sq), tf.float64)
-            out["cur_sq"] = tf.cast(tf.stack(cur_sq), tf.float64)
+            out["prev_sq"] = tf.cast(prev_sq, tf.float64)
+            out["cur_sq"] = tf.cast(cur_sq, tf.float64)
         self.nonfinite.assign(tf.zeros_like(self.nonfinite))
         peak = self.peak.read_value()
         site_sums = self.site_sums.read_value()

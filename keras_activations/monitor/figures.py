@@ -288,13 +288,20 @@ class RecordProgram:
                 rows = _rows(f["aedges"][i], f["acounts"][i])
                 out.append(encoder.histogram(f"activations/{name}", rows, seen))
         if image:
-            picture = plots.depth_profile_values(
+            layout = plots.depth_profile_layout(
                 *[
                     [values[n].get(key) for n in self.layer_names]
                     for key in ("gradient_norm", "dead_fraction", "activation_mean")
                 ]
             )
-            out.append(encoder.image("depth_profile", picture, seen))
+            out.append(
+                encoder.image(
+                    "depth_profile",
+                    plots.draw_indexed(layout),
+                    seen,
+                    palette=plots.PALETTE,
+                )
+            )
         file.write(step, out)
 
 
