@@ -22,14 +22,14 @@ vectorized (the counts use `sign` instead), and a derivative read from the
 activation's output (`Derivative.of_output`, e.g. ReLU, sigmoid, tanh)
 leaves the activation fused into its layer's matrix product.
 
-Only on *snapshot* steps (the last step of a record window; those run a
-train function of their own, which the callback picks): a histogram of each watched variable's
-gradient and of each site's output, and a copy of the gradient (for the
-cosine with the previous record). Histogram edges are `bins` equal-width
-buckets spanning the snapshot's own [min, max] (finite values only), so a
-histogram is exact for its step, like TensorBoard's own; counting is O(n)
-in time and memory (`tf.histogram_fixed_width`, or a segment sum under
-XLA, never a one-hot).
+Only on *snapshot* steps (the last step of a record window, which runs a
+train function of its own that the callback picks, `DeviceState.snapshot`):
+a histogram of each watched variable's gradient and of each site's output,
+and a copy of the gradient (for the cosine with the previous record).
+Histogram edges are `bins` equal-width buckets spanning the snapshot's own
+[min, max] (finite values only), so a histogram is exact for its step, like
+TensorBoard's own; counting is O(n) in time and memory
+(`tf.histogram_fixed_width`, or a segment sum under XLA, never a one-hot).
 
 Variables are created outside the traced step, owned by the callback and
 never tracked by the model. Under a `tf.distribute` strategy they are
@@ -447,7 +447,6 @@ class DeviceState:
 
         if self.snapshot:
             keep_histograms()
-
 
     def record_gradients(self, grads_and_vars):
         """Accumulates figures of the applied gradients (replica context).
