@@ -378,45 +378,21 @@ class DeviceState:
             self.record_site(state.site, x, y)
         if not here:
             return
-        peaks, saturated, sums = [], [], []
-        for state in self.packed:
-            entry = here.get(id(state))
-            tracked = id(state) in self.peak_slices
-            if entry is None:  # not called in this step
-                sums += [tf.constant(0.0)] * 3
-                saturated.append(tf.constant(0.0))
-                if tracked:
-                    peaks.append(tf.zeros([self.peak_slices[id(state)][1]]))
-                continue
-            _, axes, x, y = entry
-            peak, count, figures = _site_figures(
-                *_derivative_input(state.site, x, y), axes, self.saturation_tolerance
-            )
-            sums += figures
-            saturated.append(tf.constant(0.0) if count is None else count)
-            if tracked:
-                peaks.append(peak)
-        saturated = tf.stack(saturated)
-        if peaks:
-            peak = tf.concat(peaks, axis=0)
+        tolerance = self.saturation_tolerance
+        figures = {  # id(state): `_site_figures`, of the sites called
+            key: _site_figures(*_derivative_input(state.site, x, y), axes, tolerance)
+            for key, (state, axes, x, y) in here.items()
+        }
+        peak, saturated = self._pack_peaks(figures)
+        if peak is not None:
 
             def nan_safe():  # only when a derivative was NaN
-                out, counts = [], []
-                for state in self.packed:
-                    entry = here.get(id(state))
-                    if id(state) not in self.peak_slices or entry is None:
-                        counts.append(tf.constant(0.0))
-                        if id(state) in self.peak_slices:
-                            out.append(tf.zeros([self.peak_slices[id(state)][1]]))
-                        continue
-                    _, axes, x, y = entry
-                    u, _, derivative = _derivative_input(state.site, x, y)
-                    p, c = _nan_safe_figures(
-                        u, derivative, axes, self.saturation_tolerance
-                    )
-                    out.append(p)
-                    counts.append(c)
-                return tf.concat(out, axis=0), tf.stack(counts)
+                safe = {}
+                for key, (state, axes, x, y) in here.items():
+                    if key in self.peak_slices:
+                        u, _, derivative = _derivative_input(state.site, x, y)
+                        safe[key] = _nan_safe_figures(u, derivative, axes, tolerance)
+                return self._pack_peaks(safe)
 
             peak, saturated = cond(
                 tf.reduce_any(tf.math.is_nan(peak)),
@@ -424,6 +400,12 @@ class DeviceState:
                 lambda: (peak, saturated),
             )
             self.peak.assign(tf.maximum(self.peak.read_value(), peak))
+        zeros = [tf.constant(0.0)] * 3  # a site not called in this step
+        sums = [
+            v
+            for state in self.packed
+            for v in (figures[id(state)][2] if id(state) in figures else zeros)
+        ]
         sums = tf.reshape(tf.stack(sums), [-1, 3])
         self.site_sums.assign_add(
             tf.cast(tf.concat([saturated[:, None], sums], axis=1), tf.float64)
@@ -432,21 +414,32 @@ class DeviceState:
         # Every output is finite when the sum of their squares is.
         finite = tf.math.is_finite(tf.reduce_sum(sums[:, 2]))
 
-        def keep_histograms():
-            states = [entry[0] for entry in here.values()]
+        if self.snapshot:
             hists, lohis = histograms(
                 [tf.cast(entry[3], tf.float32) for entry in here.values()],
                 self.bins,
                 self.use_segment_sum,
                 finite,
             )
-            for k, state in enumerate(states):
+            for k, (state, *_) in enumerate(here.values()):
                 state.hist.assign(hists[k])
                 state.lohi.assign(lohis[k])
-            return tf.constant(True)
 
-        if self.snapshot:
-            keep_histograms()
+    def _pack_peaks(self, figures):
+        """`(peak, saturated)` of the packed sites from `{id(state): (peak,
+        count, ...)}`: the tracked sites' per-unit peaks concatenated (`None`
+        when no site is tracked) and every site's count stacked; zeros for
+        a site not in `figures` (not called in this step)."""
+        peaks, counts = [], []
+        for state in self.packed:
+            fig = figures.get(id(state))
+            count = None if fig is None else fig[1]
+            counts.append(tf.constant(0.0) if count is None else count)
+            if id(state) in self.peak_slices:
+                units = self.peak_slices[id(state)][1]
+                peaks.append(tf.zeros([units]) if fig is None else fig[0])
+        peak = tf.concat(peaks, axis=0) if peaks else None
+        return peak, tf.stack(counts)
 
     def record_gradients(self, grads_and_vars):
         """Accumulates figures of the applied gradients (replica context).
@@ -575,31 +568,22 @@ class DeviceState:
         finite = tf.logical_and(tf.math.is_finite(s1), tf.math.is_finite(s2))
         bins = self.bins
         segment = self.use_segment_sum
-        if self.replicas > 1:
-            lo, hi = self._global_range(y32)
-
-            def take_hist():
-                flat = tf.reshape(y32, [-1])
-                ok = tf.math.is_finite(flat)
-                values = tf.where(ok, flat, lo)
-                n_bad = tf.size(flat) - tf.reduce_sum(tf.cast(ok, tf.int32))
-                counts, lohi = _count(values, lo, hi, bins, segment, n_bad)
-                state.hist.assign(counts)
-                state.lohi.assign(lohi)
-                return tf.constant(True)
-
-            if self.snapshot:
-                take_hist()
+        if not self.snapshot:
             return
-
-        def keep_histogram():
+        if self.replicas > 1:
+            # Edges from every replica's range (an all-reduce, on snapshot
+            # steps only): the counts then add up across replicas.
+            lo, hi = self._global_range(y32)
+            flat = tf.reshape(y32, [-1])
+            ok = tf.math.is_finite(flat)
+            values = tf.where(ok, flat, lo)
+            n_bad = tf.size(flat) - tf.reduce_sum(tf.cast(ok, tf.int32))
+            counts, lohi = _count(values, lo, hi, bins, segment, n_bad)
+        else:
             hists, lohis = histograms([y32], bins, segment, finite)
-            state.hist.assign(hists[0])
-            state.lohi.assign(lohis[0])
-            return tf.constant(True)
-
-        if self.snapshot:
-            keep_histogram()
+            counts, lohi = hists[0], lohis[0]
+        state.hist.assign(counts)
+        state.lohi.assign(lohi)
 
     def _global_range(self, y32):
         """[min, max] of finite values over all replicas (replica context)."""

@@ -286,7 +286,7 @@ class GradientMonitor(keras.callbacks.Callback):
         if self._fit_started:
             return
         self._fit_started = True
-        steps = self.params.get("steps") if self.params else None
+        steps = self._epoch_steps()
         if epoch > 0 and steps:
             self._step = epoch * steps  # resumed (BackupAndRestore) fit
         if self._step > 0:
@@ -298,8 +298,7 @@ class GradientMonitor(keras.callbacks.Callback):
         if self.update_freq == "epoch":
             return
         self._batch_begin = batch
-        steps = self.params.get("steps") if self.params else None
-        per_execution = int(getattr(self.model, "steps_per_execution", 1) or 1)
+        steps, per_execution = self._epoch_steps(), self._steps_per_execution()
         count = per_execution if not steps else min(per_execution, steps - batch)
         self._snap = self._window_steps + count >= self.update_freq
 
@@ -541,11 +540,17 @@ class GradientMonitor(keras.callbacks.Callback):
         if self.update_freq != "epoch":
             return self._snap
         self._epoch_calls += 1
-        steps = self.params.get("steps") if self.params else None
+        steps = self._epoch_steps()
         if not steps:
             return True
-        per_execution = int(getattr(self.model, "steps_per_execution", 1) or 1)
-        return self._epoch_calls * per_execution >= steps
+        return self._epoch_calls * self._steps_per_execution() >= steps
+
+    def _epoch_steps(self):
+        """Steps in an epoch, or None when the data's length is unknown."""
+        return self.params.get("steps") if self.params else None
+
+    def _steps_per_execution(self):
+        return int(getattr(self.model, "steps_per_execution", 1) or 1)
 
     def _abort(self):
         """A training step raised: keep what was measured, close files."""

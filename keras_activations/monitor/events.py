@@ -160,8 +160,9 @@ class Encoder:
                 description=IMAGE_DESCRIPTION,
                 converted_to_tensor=True,
             )
-        picture = Image.fromarray(image)
-        if palette is not None:
+        if palette is None:
+            picture = Image.fromarray(image)
+        else:
             picture = Image.fromarray(image, mode="P")
             picture.putpalette(np.asarray(palette, np.uint8).tobytes())
         buffer = io.BytesIO()

@@ -30,9 +30,9 @@ _BG_I, _GRID_I, _AXIS_I, _MISSING_I, _COLOR_I = 0, 1, 2, 3, 4
 
 
 def _panel(values, kind, width, height, bar, gap):
-    """The pixel geometry of one panel, hashable: `(height, width, bar,
-    grid rows, axis row, bars)`, each bar `(x0, y0, y1, colour)` with
-    colour -1 for a missing value's tick."""
+    """The pixel geometry of one panel: `(height, width, bar, grid rows,
+    axis row, bars)`, each bar `(x0, y0, y1, colour)` with colour -1 for a
+    missing value's tick."""
     present = [v for v in values if v is not None and math.isfinite(v)]
     grid = []
     if kind == "log":
