@@ -15,7 +15,9 @@ Every configuration is measured side by side in one run. Two figures:
   end of the reference step to the next batch end, so it includes the
   callback's batch hooks but not its epoch-end record) and the reference
   step. The figure is median(step / reference step) with the callback over
-  the same without it, over every step of every repetition.
+  the same without it, over every step of every repetition. It cannot see
+  work a callback hands to another thread (that runs during the reference
+  step): time such a callback by plain fits.
 
 Compared with Keras's TensorBoard callback (histogram_freq=1) and with a
 control, a callback that does nothing: what it measures is the method's own
