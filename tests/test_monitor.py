@@ -93,6 +93,54 @@ def test_gradient_figures_equal_tape_gradients():
         previous = grads
 
 
+@pytest.mark.parametrize("update_freq, per_execution", [(2, 1), (2, 2), (3, 1)])
+def test_gradient_cosine_compares_the_last_steps_of_two_windows(update_freq, per_execution):
+    # Each record's cosine is between the last step of its window (the one
+    # its histograms show) and the last step of the previous window, with
+    # steps between them and with several snapshot steps per execution.
+    model = _mlp()
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.0), loss="mse", steps_per_execution=per_execution
+    )
+    x, y = _data(n=48)
+    monitor = GradientMonitor(update_freq=update_freq)
+    _fit(model, x, y, monitor)
+    steps = [r["step"] for r in monitor.history]
+    assert steps == list(range(update_freq, 7, update_freq))
+
+    def layer_gradient(step, name):
+        grads = _tape_gradients(model, x[8 * step - 8 : 8 * step], y[8 * step - 8 : 8 * step])
+        return np.concatenate([g.ravel() for p, g in grads.items() if p.split("/")[-2] == name])
+
+    for k, record in enumerate(monitor.history):
+        for name in ("h0", "h1", "out"):
+            cosine = record["layers"][name]["gradient_cosine"]
+            if k == 0:
+                assert cosine is None
+                continue
+            a, b = layer_gradient(steps[k], name), layer_gradient(steps[k - 1], name)
+            expected = a @ b / np.linalg.norm(a) / np.linalg.norm(b)
+            np.testing.assert_allclose(cosine, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_gradient_cosine_per_epoch_of_unknown_length():
+    # Every step of an epoch of unknown length is a snapshot step; the
+    # record compares the epoch's last step with the previous epoch's.
+    # Learning rate 0 and the same batches each epoch: exactly 1.
+    model = _mlp()
+    x, y = _data()
+    data = tf.data.Dataset.from_generator(
+        lambda: iter([(x[k : k + 8], y[k : k + 8]) for k in range(0, 32, 8)]),
+        output_signature=(tf.TensorSpec([None, 4]), tf.TensorSpec([None, 1])),
+    )
+    monitor = GradientMonitor()
+    model.fit(data, epochs=2, verbose=0, callbacks=[monitor])
+    first, second = monitor.history
+    assert first["layers"]["h0"]["gradient_cosine"] is None
+    for name in ("h0", "h1", "out"):
+        np.testing.assert_allclose(second["layers"][name]["gradient_cosine"], 1.0, rtol=1e-6)
+
+
 def test_activation_figures_equal_numpy_over_the_window():
     model = _mlp(activation="tanh")
     x, y = _data()

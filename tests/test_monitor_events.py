@@ -198,9 +198,11 @@ def test_event_templates_equal_protocol_buffers(tmp_path):
             if step == 3
             else encoder.image("depth_profile", image, file.seen)
         )
+        # Step 2 adds a tag: its first value alone carries metadata.
+        tags = ("gradient_norm/global",) + (("gradient_norm/d",) if step > 1 else ())
         file.write(step, [
-            encoder.scalar("gradient_norm/global", value, file.seen),
-            encoder.histogram("gradients/d/kernel", rows * step, file.seen),
+            encoder.scalars(tags, [value, 2.0 * step][: len(tags)], file.seen),
+            encoder.histograms(("gradients/d/kernel",), (rows * step)[None], file.seen),
             picture,
         ])
     file.close()
@@ -208,12 +210,15 @@ def test_event_templates_equal_protocol_buffers(tmp_path):
     assert raw[0].file_version == "brain.Event:2"
     for event, step, value in zip(raw[1:], (1, 2, 3), (0.25, -3.5e-20, float("inf"))):
         assert event.step == step
-        scalar, hist, img = event.summary.value
+        scalar, *other, hist, img = event.summary.value
         assert tensor_util.make_ndarray(scalar.tensor) == np.float32(value)
+        assert [tensor_util.make_ndarray(v.tensor) for v in other] == [2.0 * step] * (step > 1)
         np.testing.assert_array_equal(tensor_util.make_ndarray(hist.tensor), rows * step)
-        assert [v.metadata.plugin_data.plugin_name for v in event.summary.value] == (
-            ["scalars", "histograms", "images"] if step == 1 else ["", "", ""]
-        )
+        assert [v.metadata.plugin_data.plugin_name for v in event.summary.value] == {
+            1: ["scalars", "histograms", "images"],
+            2: ["", "scalars", "", ""],
+            3: ["", "", "", ""],
+        }[step]
         width, height, png = tensor_util.make_ndarray(img.tensor)
         assert (int(width), int(height)) == (30, 20)
         np.testing.assert_array_equal(tf.io.decode_png(png).numpy(), images[step])

@@ -3,8 +3,9 @@
 The training step only updates these variables (no `tf.summary` op runs
 inside it, so it stays XLA- and replica-safe); once per record the callback
 runs `figures.RecordProgram`, a separate compiled function (not XLA, in
-cross-replica context) that reads them with `DeviceState.read_and_reset`,
-computes the record's figures, writes the events and resets the sums.
+cross-replica context) that reads them and resets the sums
+(`DeviceState.read_and_reset`); the host computes the figures and writes
+the events.
 
 Per step, for every trainable variable: half its gradient's sum of
 squares (`tf.nn.l2_loss`, one fused reduction) and, only when their sum is
@@ -25,7 +26,8 @@ leaves the activation fused into its layer's matrix product.
 Only on *snapshot* steps (the last step of a record window, which runs a
 train function of its own that the callback picks, `DeviceState.snapshot`):
 a histogram of each watched variable's gradient and of each site's output,
-and a copy of the gradient (for the cosine with the previous record).
+the dot product of each watched gradient with the previous record's, and a
+copy of the gradient for the next record's (`_cosine_snapshot`).
 Histogram edges are `bins` equal-width buckets spanning the snapshot's own
 [min, max] (finite values only), so a histogram is exact for its step, like
 TensorBoard's own; counting is O(n) in time and memory
@@ -242,6 +244,10 @@ class DeviceState:
             is below it.
         use_segment_sum: Count histograms with an XLA-compatible op.
         var_key: Function mapping a variable to the optimizer's key.
+        one_snapshot: Whether every record window has at most one snapshot
+            step (one step per execution and windows of known length): the
+            snapshot then keeps its gradient for the next record's cosine
+            directly, without the `cur` copy (`_cosine_snapshot`).
 
     Attributes:
         snapshot: Whether the step being traced is a snapshot step. The
@@ -261,8 +267,10 @@ class DeviceState:
         saturation_tolerance,
         use_segment_sum,
         var_key,
+        one_snapshot=False,
     ):
         self.strategy = strategy
+        self.one_snapshot = bool(one_snapshot)
         self.snapshot = False
         self.replicas = strategy.num_replicas_in_sync
         self.bins = bins
@@ -299,15 +307,26 @@ class DeviceState:
             self.prev = []
             for i in self.watched_pos:
                 shape = tuple(variables[i][0].shape)
-                self.cur.append(
-                    _state_variable(tf.zeros(shape, tf.float32), _FIRST, "g")
-                )
+                if not self.one_snapshot:
+                    self.cur.append(
+                        _state_variable(tf.zeros(shape, tf.float32), _FIRST, "g")
+                    )
                 self.prev.append(
                     _state_variable(tf.zeros(shape, tf.float32), _FIRST, "gp")
                 )
             # Sums of squares of `prev`: kept, not recomputed per record.
             self.prev_sumsq = _state_variable(
                 tf.zeros([w], tf.float32), _FIRST, "prev_sumsq"
+            )
+            # The snapshot's dot product of each watched gradient with
+            # `prev` (the previous record's), and the sums of squares of
+            # that `prev`: the cosine's parts.
+            self.dots = _state_variable(
+                tf.zeros([2, w], tf.float32), _FIRST, "dots"
+            )
+            # Device step count when the current record window began.
+            self.window_dstep = _state_variable(
+                tf.zeros([], tf.int64), _FIRST, "window_dstep"
             )
             self.sites = {}
             for site in sites:
@@ -341,6 +360,18 @@ class DeviceState:
                 _FIRST,
                 "site_sums",
             )
+            # The packed sites' snapshot histograms, one row per site.
+            rows = max(len(self.packed), 1)
+            self.site_hist = _state_variable(
+                tf.zeros([rows, bins], tf.float64), _SUM, "site_hist"
+            )
+            self.site_lohi = _state_variable(
+                tf.zeros([rows, 2], tf.float32), _FIRST, "site_lohi"
+            )
+        # Packed sites that a step also recorded through `record_site` (a
+        # nested graph, a layer called twice): their own `alive`/`stats`
+        # then hold sums too. Filled while the train functions are traced.
+        self.fallback = set()
         self._pending = []  # (state, axes, x, y) of the step's sites
         self._deferring = False
 
@@ -421,9 +452,18 @@ class DeviceState:
                 self.use_segment_sum,
                 finite,
             )
-            for k, (state, *_) in enumerate(here.values()):
-                state.hist.assign(hists[k])
-                state.lohi.assign(lohis[k])
+            rows = [self.rows[key] for key in here]
+            if rows == list(range(len(self.packed))):  # every site called
+                self.site_hist.assign(hists)
+                self.site_lohi.assign(lohis)
+            else:
+                self._set_histograms(rows, hists, lohis)
+
+    def _set_histograms(self, rows, hists, lohis):
+        """Sets rows `rows` of the packed sites' snapshot histograms."""
+        index = tf.constant([[r] for r in rows], tf.int32)
+        for var, value in ((self.site_hist, hists), (self.site_lohi, lohis)):
+            var.assign(tf.tensor_scatter_nd_update(var.read_value(), index, value))
 
     def _pack_peaks(self, figures):
         """`(peak, saturated)` of the packed sites from `{id(state): (peak,
@@ -486,7 +526,9 @@ class DeviceState:
         done = [cond(finite, lambda: tf.constant(True), count_nonfinite)]
 
         def snapshot():
-            ops = [self.sumsq.assign(sumsq, read_value=False)]
+            ops = self._cosine_snapshot(grads, sumsq) + [
+                self.sumsq.assign(sumsq, read_value=False)
+            ]
             present = [i for i in self.watched_pos if i in grads]
             if present:
                 hists, lohis = histograms(
@@ -504,7 +546,7 @@ class DeviceState:
                 self.ghist.assign(tf.zeros_like(self.ghist))
                 self.glohi.assign(tf.zeros_like(self.glohi))
             for j, i in enumerate(self.watched_pos):
-                if i in grads:
+                if i in grads and self.cur:
                     g = tf.reshape(grads[i], self.cur[j].shape)
                     ops.append(self.cur[j].assign(g, read_value=False))
             self.snap_dstep.assign(self.dstep.read_value())
@@ -513,6 +555,49 @@ class DeviceState:
         if self.snapshot:
             done.append(snapshot())
         return done
+
+    def _cosine_snapshot(self, grads, sumsq):
+        """The snapshot's dot products with the previous record's gradient.
+
+        `prev` holds the gradient of the last snapshot of an earlier window.
+        With `one_snapshot`, the snapshot reads it and then replaces it with
+        its own gradient (one copy). Otherwise a window may have several
+        snapshot steps (e.g. the steps of one execution): each keeps its
+        gradient in `cur`, and the window's first moves `cur` (still that of
+        the last window with a snapshot) into `prev` first. Either way the
+        record reads the last snapshot's `g . prev` and the sums of squares
+        of that `prev` (`dots`). Ordered by TensorFlow's automatic control
+        dependencies: each variable's reads come before its writes.
+        """
+        if not self.watched_pos:
+            return []
+        ops = []
+        if not self.one_snapshot:
+            first = self.snap_dstep.read_value() <= self.window_dstep.read_value()
+
+            def roll():
+                old = tf.gather(self.sumsq.read_value(), self.watched_pos)
+                for prev, cur in zip(self.prev, self.cur):
+                    prev.assign(cur.read_value())
+                self.prev_sumsq.assign(2.0 * old)
+                return tf.constant(True)
+
+            cond(first, roll, lambda: tf.constant(True))
+        dots = [tf.constant(0.0, tf.float32)] * len(self.watched_pos)
+        for j, i in enumerate(self.watched_pos):
+            if i in grads:
+                prev = self.prev[j].read_value()
+                dots[j] = tf.reduce_sum(tf.reshape(grads[i], prev.shape) * prev)
+        parts = tf.stack([tf.stack(dots), self.prev_sumsq.read_value()])
+        ops.append(self.dots.assign(parts, read_value=False))
+        if self.one_snapshot:
+            for j, i in enumerate(self.watched_pos):
+                if i in grads:
+                    g = tf.reshape(grads[i], self.prev[j].shape)
+                    ops.append(self.prev[j].assign(g, read_value=False))
+            now = 2.0 * tf.gather(sumsq, self.watched_pos)
+            ops.append(self.prev_sumsq.assign(now, read_value=False))
+        return ops
 
     def record_site(self, site, x, y):
         """Accumulates figures of one activation site (replica context)."""
@@ -533,6 +618,8 @@ class DeviceState:
                 x = None
             self._pending.append((state, axes, x, y))
             return
+        if id(state) in self.rows:
+            self.fallback.add(id(state))
         y = tf.stop_gradient(y)
         derivative = site.derivative
         if x is None:  # deferred with the output form (`end_step`)
@@ -582,8 +669,11 @@ class DeviceState:
         else:
             hists, lohis = histograms([y32], bins, segment, finite)
             counts, lohi = hists[0], lohis[0]
-        state.hist.assign(counts)
-        state.lohi.assign(lohi)
+        if id(state) in self.rows:
+            self._set_histograms([self.rows[id(state)]], counts[None], lohi[None])
+        else:
+            state.hist.assign(counts)
+            state.lohi.assign(lohi)
 
     def _global_range(self, y32):
         """[min, max] of finite values over all replicas (replica context)."""
@@ -610,75 +700,53 @@ class DeviceState:
 
     # ---- on the host ----------------------------------------------------
 
-    def read_and_reset(self, window_start):
-        """Reads every accumulator and resets the window sums (graph code,
-        run by `figures.RecordProgram` in cross-replica context).
+    def read_and_reset(self):
+        """Reads every accumulator, raw, and resets the window sums (graph
+        code, run by `figures.RecordProgram` in cross-replica context).
 
-        Args:
-            window_start: Device step count when the window began (int64
-                tensor). If a snapshot was taken since, its gradient becomes
-                the "previous" one for the next record's cosine.
+        Only reads and resets: the record's figures are computed from these
+        on the host (`RecordProgram.figures`), so the program is a few
+        dozen graph nodes whatever the model's depth.
 
         Returns:
-            A dict of tensors: `dstep`, `snap_dstep`, `sumsq`, `nonfinite`,
-            `ghist`, `glohi`, `dot`/`prev_sq`/`cur_sq` (one per watched
-            variable, when there is one) and per site key `alive/<key>`,
-            `stats/<key>`, `hist/<key>`, `lohi/<key>`.
+            A list of `(key, tensor)`: `dstep`, `snap_dstep` (device step
+            of the last snapshot), `sumsq` (half the snapshot's sums of
+            squares), `nonfinite`, `ghist`, `glohi`; with watched variables
+            `dots` (`[dot products, sums of squares of prev]`); with packed
+            sites `peak`, `site_sums`,
+            `site_hist`, `site_lohi`; and per site key the site's own
+            variables where a step used them: `alive/<key>`, `stats/<key>`,
+            and for unpacked sites `hist/<key>`, `lohi/<key>`.
         """
-        snap_dstep = self.snap_dstep.read_value()
-        keep_gradient = snap_dstep > window_start
-        out = {
-            "dstep": self.dstep.read_value(),
-            "snap_dstep": snap_dstep,
-            "sumsq": 2.0 * self.sumsq.read_value(),
-            "nonfinite": self.nonfinite.read_value(),
-            "ghist": self.ghist.read_value(),
-            "glohi": self.glohi.read_value(),
-        }
-        dots, currents = [], []
-        for cur, prev in zip(self.cur, self.prev):
-            c = cur.read_value()
-            dots.append(tf.reduce_sum(c * prev.read_value()))
-            currents.append(c)
-        if dots:
-            # The snapshot's sums of squares (`sumsq`, from `tf.nn.l2_loss`)
-            # are those of `cur`: one pass over the gradients, not three.
-            cur_sq = 2.0 * tf.gather(self.sumsq.read_value(), self.watched_pos)
-            prev_sq = self.prev_sumsq.read_value()
-
-            def keep():
-                for prev, c in zip(self.prev, currents):
-                    prev.assign(c)
-                self.prev_sumsq.assign(cur_sq)
-                return tf.constant(True)
-
-            with tf.control_dependencies(dots + [prev_sq]):
-                # Lowered: its branch captures variables of every replica's
-                # device, which one `If` op cannot be placed with.
-                tf.cond(keep_gradient, keep, lambda: tf.constant(True))
-            out["dot"] = tf.cast(tf.stack(dots), tf.float64)
-            out["prev_sq"] = tf.cast(prev_sq, tf.float64)
-            out["cur_sq"] = tf.cast(cur_sq, tf.float64)
-        self.nonfinite.assign(tf.zeros_like(self.nonfinite))
-        peak = self.peak.read_value()
-        site_sums = self.site_sums.read_value()
+        dstep = self.dstep.read_value()
+        out = [
+            ("dstep", dstep),
+            ("snap_dstep", self.snap_dstep.read_value()),
+            ("sumsq", self.sumsq.read_value()),
+            ("nonfinite", self.nonfinite.read_value()),
+            ("ghist", self.ghist.read_value()),
+            ("glohi", self.glohi.read_value()),
+        ]
+        if self.watched_pos:
+            out.append(("dots", self.dots.read_value()))
+        resets = [self.nonfinite]
+        if self.packed:
+            out.append(("peak", self.peak.read_value()))
+            out.append(("site_sums", self.site_sums.read_value()))
+            out.append(("site_hist", self.site_hist.read_value()))
+            out.append(("site_lohi", self.site_lohi.read_value()))
+            resets += [self.peak, self.site_sums]
         for key, state in self.sites.items():
-            alive = state.alive.read_value()
-            stats = state.stats.read_value()
-            sk = id(state)
-            if sk in self.rows:  # packed sums (plus any nested-graph call)
-                stats += site_sums[self.rows[sk]] * [1.0, 1.0, 1.0, 2.0]
-            if sk in self.peak_slices:
-                offset, units = self.peak_slices[sk]
-                fired = peak[offset : offset + units] > self.dead_tolerance
-                alive += tf.cast(fired, tf.float32)
-            out[f"alive/{key}"] = alive
-            out[f"stats/{key}"] = stats
-            out[f"hist/{key}"] = state.hist.read_value()
-            out[f"lohi/{key}"] = state.lohi.read_value()
-            state.alive.assign(tf.zeros_like(state.alive))
-            state.stats.assign(tf.zeros_like(state.stats))
-        with tf.control_dependencies([peak, site_sums]):
-            self.peak.assign(tf.zeros_like(self.peak))
-            self.site_sums.assign(tf.zeros_like(self.site_sums))
+            packed = id(state) in self.rows
+            if not packed or id(state) in self.fallback:
+                out.append((f"alive/{key}", state.alive.read_value()))
+                out.append((f"stats/{key}", state.stats.read_value()))
+                resets += [state.alive, state.stats]
+            if not packed:
+                out.append((f"hist/{key}", state.hist.read_value()))
+                out.append((f"lohi/{key}", state.lohi.read_value()))
+        with tf.control_dependencies([t for _, t in out]):
+            for var in resets:
+                var.assign(tf.zeros_like(var))
+            self.window_dstep.assign(dstep)
         return out

@@ -521,6 +521,8 @@ class GradientMonitor(keras.callbacks.Callback):
             self.saturation_tolerance,
             use_segment_sum=bool(getattr(self.model, "jit_compile", False)),
             var_key=self._optimizer._var_key,
+            one_snapshot=self._steps_per_execution() == 1
+            and (self.update_freq != "epoch" or bool(self._epoch_steps())),
         )
         self._program = figures.RecordProgram(
             self._state,

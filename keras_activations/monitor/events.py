@@ -2,9 +2,10 @@
 
 A record writes the same tags every time, with new numbers. So each tag's
 serialized `Summary.Value` is built once, with protocol buffers, as a byte
-template, and a record only copies its numbers into the templates
-(`struct.pack_into`) and joins them: about a microsecond per value, against
-tens of microseconds for a protocol buffer or a `tf.summary` op per value.
+template; a record's templates are joined once per set of tags, and a
+record only copies its numbers into the joined template with one NumPy
+assignment: well under a microsecond per value, against tens of
+microseconds for a protocol buffer or a `tf.summary` op per value.
 Plugin metadata goes only with a tag's first value in a file (all that
 TensorBoard reads). Files are appended with TensorFlow's native
 `TFRecordWriter` (an event file is a TFRecord file; TensorBoard's own
@@ -16,11 +17,11 @@ Scalars are float32 tensors (the scalar plugin's format), histograms
 histogram plugin's TF2 format) and images `[width, height, png]` strings.
 """
 
-import io
 import os
 import socket
 import struct
 import time
+import zlib
 
 import numpy as np
 from tensorboard.compat.proto import event_pb2
@@ -90,24 +91,42 @@ class Encoder:
     """Serialized `Summary.Value`s of scalars, histograms and images.
 
     `seen` (a set of tags) decides whether a value carries its plugin
-    metadata: only the first value of a tag in a file does.
+    metadata: only the first value of a tag in a file does. Scalars and
+    histograms are encoded a batch of tags at a time: the batch's joined
+    template is cached by its tags, and its numbers are copied in with one
+    NumPy assignment.
     """
 
     def __init__(self):
         self._cache = {}
 
-    def _get(self, kind, tag, first, make):
-        key = (kind, tag, first)
+    def _batch(self, kind, tags, seen, size, make):
+        """`(template, index)` of a batch: the joined framed values of
+        `tags` (a tuple) as a `uint8` array, and the byte positions of their
+        payloads (`size` bytes each, in tag order). `make(tag, first)`
+        builds one tag's `_template`."""
+        fresh = None
+        if not seen.issuperset(tags):
+            fresh = tuple(tag not in seen for tag in tags)
+            seen.update(tags)
+        key = (kind, tags, fresh)
         entry = self._cache.get(key)
         if entry is None:
-            entry = self._cache[key] = make()
+            chunks, index, at = [], [], 0
+            for k, tag in enumerate(tags):
+                framed, offset = make(tag, fresh is not None and fresh[k])
+                chunks.append(bytes(framed))
+                index.append(at + offset + np.arange(size))
+                at += len(framed)
+            template = np.frombuffer(b"".join(chunks), np.uint8).copy()
+            index = np.concatenate(index) if index else np.zeros([0], np.int64)
+            entry = self._cache[key] = (template, index)
         return entry
 
-    def scalar(self, tag, value, seen):
-        first = tag not in seen
-        seen.add(tag)
+    def scalars(self, tags, values, seen):
+        """Framed float32 scalars: `values[k]` under `tags[k]` (a tuple)."""
 
-        def make():
+        def make(tag, first):
             metadata = None
             if first:
                 metadata = scalar_metadata.create_summary_metadata(
@@ -115,17 +134,18 @@ class Encoder:
                 )
             return _template(tag, _scalar_tensor, 4, metadata)
 
-        buf, offset = self._get("scalar", tag, first, make)
-        struct.pack_into("<f", buf, offset, value)
-        return bytes(buf)
+        template, index = self._batch("scalar", tags, seen, 4, make)
+        buf = template.copy()
+        buf[index] = np.asarray(values, "<f4").view(np.uint8).reshape(-1)
+        return buf.tobytes()
 
-    def histogram(self, tag, rows, seen):
-        """`rows`: a `[k, 3]` float64 array."""
-        first = tag not in seen
-        seen.add(tag)
-        k = rows.shape[0]
+    def histograms(self, tags, rows, seen):
+        """Framed histograms: `rows[k]` (a `[n, k, 3]` array of `[left edge,
+        right edge, count]` rows) under `tags[k]` (a tuple)."""
+        rows = np.ascontiguousarray(rows, "<f8")
+        k = rows.shape[1]
 
-        def make():
+        def make(tag, first):
             metadata = None
             if first:
                 metadata = histogram_metadata.create_summary_metadata(
@@ -141,16 +161,15 @@ class Encoder:
 
             return _template(tag, tensor, k * 24, metadata)
 
-        buf, offset = self._get(("histogram", k), tag, first, make)
-        buf[offset : offset + k * 24] = np.ascontiguousarray(rows, "<f8").tobytes()
-        return bytes(buf)
+        template, index = self._batch(("histogram", k), tags, seen, k * 24, make)
+        buf = template.copy()
+        buf[index] = rows.view(np.uint8).reshape(-1)
+        return buf.tobytes()
 
     def image(self, tag, image, seen, palette=None):
         """`image`: a `uint8` array `[height, width, 3]`, or with `palette`
         (a `uint8` array `[colours, 3]`) one of indices `[height, width]`
-        into it: a palette PNG encodes several times faster."""
-        from PIL import Image
-
+        into it (a palette PNG: smaller, and faster to encode)."""
         first = tag not in seen
         seen.add(tag)
         metadata = None
@@ -160,20 +179,46 @@ class Encoder:
                 description=IMAGE_DESCRIPTION,
                 converted_to_tensor=True,
             )
-        if palette is None:
-            picture = Image.fromarray(image)
-        else:
-            picture = Image.fromarray(image, mode="P")
-            picture.putpalette(np.asarray(palette, np.uint8).tobytes())
-        buffer = io.BytesIO()
-        picture.save(buffer, format="PNG", compress_level=1)
         height, width = image.shape[:2]
         tensor = tensor_pb2.TensorProto(
             dtype=types_pb2.DT_STRING,
             tensor_shape=_shape(3),
-            string_val=[str(width).encode(), str(height).encode(), buffer.getvalue()],
+            string_val=[str(width).encode(), str(height).encode(), png(image, palette)],
         )
         return _framed(tag, tensor, metadata)
+
+
+def _chunk(kind, data):
+    return (
+        struct.pack(">I", len(data))
+        + kind
+        + data
+        + struct.pack(">I", zlib.crc32(kind + data))
+    )
+
+
+def png(image, palette=None):
+    """PNG bytes of a `uint8` RGB array `[height, width, 3]`, or of palette
+    indices `[height, width]` with `palette` (`uint8`, `[colours, 3]`).
+
+    Written directly with `zlib` (no row filters, fast compression): a
+    third of the time Pillow takes for the monitor's small pictures.
+    """
+    image = np.asarray(image, np.uint8)
+    height, width = image.shape[:2]
+    rows = image.reshape(height, -1)
+    raw = np.zeros((height, rows.shape[1] + 1), np.uint8)  # filter 0 per row
+    raw[:, 1:] = rows
+    colour = 2 if palette is None else 3
+    out = [
+        b"\x89PNG\r\n\x1a\n",
+        _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, colour, 0, 0, 0)),
+    ]
+    if palette is not None:
+        out.append(_chunk(b"PLTE", np.asarray(palette, np.uint8).tobytes()))
+    out.append(_chunk(b"IDAT", zlib.compress(raw.tobytes(), 1)))
+    out.append(_chunk(b"IEND", b""))
+    return b"".join(out)
 
 
 class EventFile:

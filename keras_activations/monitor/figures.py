@@ -1,19 +1,24 @@
-"""The figures of a record: computed on the device, packed, unpacked.
+"""The figures of a record: read from the device, computed on the host.
 
-Once per record `GradientMonitor` calls a `RecordProgram`: a `tf.function`
-(in cross-replica context, not XLA) that
+Once per record `GradientMonitor` calls a `RecordProgram`:
 
-1. reads and resets the step accumulators (`DeviceState.read_and_reset`),
-2. computes every figure of the record from them in float64, a few
-   vectorized ops for all variables and layers at once: norms, the cosine
-   with the previous record, dead units, saturation, activation mean and
-   standard deviation, histogram edges, and
-3. returns them packed in ONE float64 vector (one device-to-host copy).
+1. a `tf.function` (in cross-replica context, not XLA) reads and resets the
+   step accumulators (`DeviceState.read_and_reset`) and returns their raw
+   values in ONE float64 vector (one device-to-host copy). It only reads and
+   resets, about 80 graph nodes for an 8-layer MLP: the executor's cost per
+   node, not the arithmetic, is what a record program costs on a CPU (the
+   program that computed the figures on the device had 670 nodes and took
+   2.5 times as long);
+2. NumPy computes every figure of the record from them in float64, a few
+   vectorized operations for all variables and layers at once: norms, the
+   cosine with the previous record, dead units, saturation, activation mean
+   and standard deviation, histogram edges (`RecordProgram.figures`), packed
+   in one vector.
 
-The host writes the events from that vector (`write_events`, a fraction of
-a millisecond, see `events`) and unpacks a history record from it only when
-`GradientMonitor.history` is read (`record`). What is written and what
-`history` holds are the same numbers.
+The host writes the events from that vector (`write_events`, see `events`)
+and unpacks a history record from it only when `GradientMonitor.history`
+is read (`record`). What is written and what `history` holds are the same
+numbers.
 """
 
 import math
@@ -27,18 +32,18 @@ from keras_activations.monitor import plots
 def _edges(lohi, bins):
     """`[m, bins + 1]` equal-width edges from `[m, 2]` ranges; the last edge
     is exactly the range's right end."""
-    lohi = tf.cast(lohi, tf.float64)
+    lohi = np.asarray(lohi, np.float64)
     lo, hi = lohi[:, :1], lohi[:, 1:]
     inner = lo + (hi - lo) * (np.arange(bins, dtype=np.float64) / bins)[None, :]
-    return tf.concat([inner, hi], axis=1)
+    return np.concatenate([inner, hi], axis=1)
 
 
 def _membership(rows, cols, pairs):
-    """Static 0/1 float64 matrix `[rows, cols]` with ones at `pairs`."""
+    """0/1 float64 matrix `[rows, cols]` with ones at `pairs`."""
     m = np.zeros((rows, cols), np.float64)
     for r, c in pairs:
         m[r, c] = 1.0
-    return tf.constant(m)
+    return m
 
 
 class RecordProgram:
@@ -86,97 +91,203 @@ class RecordProgram:
             s.units if s.pieces is None else s.units * s.pieces for s in self.sites
         ]
         self.tracked = [i for i, s in enumerate(self.sites) if s.track_dead]
+        self._variable_tags = [f"gradient_norm/{p}" for p in self.var_paths] + [
+            f"nonfinite_gradients/{p}" for p in self.var_paths
+        ]
+        self._histogram_tags = tuple(
+            [f"gradients/{p}" for p in self.var_paths]
+            + [f"activations/{n}" for n in self.site_names]
+        )
         self.layout = None
-        # Not XLA: measured slower here than TensorFlow's executor.
-        self._fn = tf.function(self._program, autograph=False, jit_compile=False)
+        self._fn = None
+        self._fn_key = None
+        self._raw_layout = None
+        self._plan = self._plan_layout = None
 
     # ---- device -------------------------------------------------------------
 
     def __call__(self, window_start, prev_valid):
-        """Runs the program; returns the packed figures as a NumPy vector."""
-        with self.state.strategy.scope():
-            flat = self._fn(
-                tf.constant(window_start, tf.int64),
-                tf.constant(bool(prev_valid)),
-            )
-        return flat.numpy()
+        """Reads and resets the accumulators; returns the record's figures
+        packed in a NumPy vector (`unpack` gives them by key).
 
-    def _program(self, window_start, prev_valid):
-        raw = self.state.read_and_reset(window_start)
+        Args:
+            window_start: Device step count when the window began.
+            prev_valid: Whether an earlier record took a snapshot (the
+                cosine needs one).
+        """
+        # A packed site that a traced step also recorded on its own
+        # variables (`DeviceState.fallback`) adds reads: trace again.
+        key = frozenset(self.state.fallback)
+        if self._fn is None or key != self._fn_key:
+            # Not XLA: measured slower here than TensorFlow's executor.
+            self._fn = tf.function(self._read, autograph=False, jit_compile=False)
+            self._fn_key = key
+        with self.state.strategy.scope():
+            raw = self._fn().numpy()
+        return self.figures(self._split(raw), window_start, prev_valid)
+
+    def _read(self):
+        """The accumulators' raw values in one float64 vector (one device
+        to host copy); `_raw_layout` says where each is."""
+        parts, layout, offset = [], [], 0
+        for key, value in self.state.read_and_reset():
+            shape = tuple(int(d) for d in value.shape)
+            size = int(np.prod(shape)) if shape else 1
+            layout.append((key, offset, shape, size))
+            offset += size
+            parts.append(tf.reshape(tf.cast(value, tf.float64), [-1]))
+        self._raw_layout = layout
+        return tf.concat(parts, axis=0)
+
+    def _split(self, raw):
+        return {
+            key: raw[offset : offset + size].reshape(shape)
+            for key, offset, shape, size in self._raw_layout
+        }
+
+    def figures(self, raw, window_start, prev_valid):
+        """Every figure of a record, in float64 NumPy, packed in one vector.
+
+        A few vectorized operations for all variables and layers at once:
+        norms, the cosine with the previous record, dead units, saturation,
+        activation mean and standard deviation, histogram edges.
+        """
         parts, layout = [], {}
+        offset = 0
 
         def put(key, value):
-            value = tf.reshape(tf.cast(value, tf.float64), [-1]) if not value.shape.rank else tf.cast(value, tf.float64)
-            offset = sum(int(np.prod(p.shape)) for p in parts)
-            layout[key] = (offset, tuple(int(d) for d in value.shape))
-            parts.append(tf.reshape(value, [-1]))
+            nonlocal offset
+            value = np.asarray(value, np.float64)
+            layout[key] = (offset, value.shape, value.size)
+            offset += value.size
+            parts.append(value.reshape(-1))
 
         bins = self.bins
         snap = raw["snap_dstep"] > window_start
-        put("has_snapshot", tf.cast(snap, tf.float64))
-        put("dstep", raw["dstep"])  # device steps so far (exact below 2**53)
-        sumsq = tf.cast(raw["sumsq"], tf.float64)
-        global_sq = tf.reduce_sum(sumsq[: self.n_variables])
-        put(
-            "global_norm",
-            tf.where(tf.math.is_finite(global_sq), tf.sqrt(global_sq), math.nan),
-        )
-        if self.var_pos:
-            w = len(self.var_pos)
-            sq = tf.gather(sumsq, self.var_pos)
-            put("norm", tf.sqrt(sq))
-            put("nonfinite", tf.gather(raw["nonfinite"], self.var_pos))
-            put("gedges", _edges(raw["glohi"][:w], bins))
-            put("gcounts", tf.round(raw["ghist"][:w]))
-        if self.grad_layers:
-            m = self._owner_matrix
-            put("layer_norm", tf.sqrt(tf.linalg.matvec(m, sq)))
-            if "dot" in raw:
-                dot = tf.linalg.matvec(m, raw["dot"])
-                denom = tf.sqrt(
-                    tf.linalg.matvec(m, raw["prev_sq"])
-                    * tf.linalg.matvec(m, raw["cur_sq"])
-                )
-                ok = (
-                    prev_valid & snap & (denom > 0) & tf.math.is_finite(denom)
-                )
-                put("cosine", dot / tf.where(ok, denom, 1.0))
-                put("cosine_ok", tf.cast(ok, tf.float64))
-        if self.sites:
-            keys = [id(s) for s in self.sites]
-            stats = tf.stack([raw[f"stats/{k}"] for k in keys])  # [S, 4]
-            saturated, pairs, s1, s2 = (stats[:, i] for i in range(4))
-            safe = tf.where(pairs > 0, pairs, 1.0)
-            mean = s1 / safe
-            put("pairs", pairs)
-            put("saturation", saturated / safe)
-            put("mean", mean)
-            put("std", tf.sqrt(tf.maximum(s2 / safe - mean * mean, 0.0)))
-            if self.tracked:
-                put(
-                    "dead",
-                    tf.stack(
-                        [
-                            tf.reduce_sum(
-                                tf.cast(raw[f"alive/{keys[i]}"] <= 0, tf.float64)
-                            )
-                            for i in self.tracked
-                        ]
-                    ),
-                )
-            lohi = tf.stack([raw[f"lohi/{k}"] for k in keys])
-            put("aedges", _edges(lohi, bins))
-            put("acounts", tf.round(tf.stack([raw[f"hist/{k}"] for k in keys])))
+        put("has_snapshot", [float(snap)])
+        put("dstep", [raw["dstep"]])  # device steps so far (exact below 2**53)
+        with np.errstate(all="ignore"):
+            sumsq = 2.0 * raw["sumsq"]
+            global_sq = np.sum(sumsq[: self.n_variables])
+            put(
+                "global_norm",
+                [np.sqrt(global_sq) if np.isfinite(global_sq) else math.nan],
+            )
+            if self.var_pos:
+                w = len(self.var_pos)
+                sq = sumsq[self.var_pos]
+                put("norm", np.sqrt(sq))
+                put("nonfinite", raw["nonfinite"][self.var_pos])
+                put("gedges", _edges(raw["glohi"][:w], bins))
+                put("gcounts", np.round(raw["ghist"][:w]))
+            if self.grad_layers:
+                m = self._owner_matrix
+                put("layer_norm", np.sqrt(m @ sq))
+                if "dots" in raw:
+                    dot = m @ raw["dots"][0]
+                    denom = np.sqrt((m @ raw["dots"][1]) * (m @ sq))
+                    ok = (
+                        bool(prev_valid)
+                        & snap
+                        & (denom > 0)
+                        & np.isfinite(denom)
+                    )
+                    put("cosine", dot / np.where(ok, denom, 1.0))
+                    put("cosine_ok", ok)
+            if self.sites:
+                stats, hist, lohi, dead = self._site_raw(raw)
+                saturated, pairs, s1, s2 = stats.T
+                safe = np.where(pairs > 0, pairs, 1.0)
+                mean = s1 / safe
+                put("pairs", pairs)
+                put("saturation", saturated / safe)
+                put("mean", mean)
+                put("std", np.sqrt(np.maximum(s2 / safe - mean * mean, 0.0)))
+                if self.tracked:
+                    put("dead", dead)
+                put("aedges", _edges(lohi, bins))
+                put("acounts", np.round(hist))
         self.layout = layout
-        return tf.concat(parts, axis=0)
+        return np.concatenate(parts)
+
+    def _site_plan(self):
+        """Where each site's raw values are, for the traced program (sites in
+        `self.sites` order, tracked sites in `self.tracked` order)."""
+        if self._plan_layout is self._raw_layout:
+            return self._plan
+        state = self.state
+        keys = {entry[0] for entry in self._raw_layout}
+        slices = sorted(state.peak_slices.values())  # they tile `peak`
+        slice_index = {start: j for j, (start, _) in enumerate(slices)}
+        plan = {
+            "packed": [], "rows": [], "own_stats": [], "own_hist": [],
+            "segments": [], "own_alive": [],
+            "starts": np.array([start for start, _ in slices], np.int64),
+        }
+        for i, site in enumerate(self.sites):
+            key = id(site)
+            row = state.rows.get(id(state.sites[key]))
+            if f"stats/{key}" in keys:
+                plan["own_stats"].append((i, f"stats/{key}"))
+            if row is None:
+                plan["own_hist"].append((i, f"hist/{key}", f"lohi/{key}"))
+            else:
+                plan["packed"].append(i)
+                plan["rows"].append(row)
+        for t, i in enumerate(self.tracked):
+            key = id(self.sites[i])
+            piece = state.peak_slices.get(id(state.sites[key]))
+            if f"alive/{key}" in keys:
+                plan["segments"].append(-1)
+                plan["own_alive"].append((t, f"alive/{key}", piece))
+            else:
+                plan["segments"].append(slice_index[piece[0]])
+        plan["segments"] = np.array(plan["segments"], np.int64)
+        self._plan, self._plan_layout = plan, self._raw_layout
+        return plan
+
+    def _site_raw(self, raw):
+        """`(stats [S, 4], hist [S, bins], lohi [S, 2], dead [T])` of the
+        sites from the raw values: `[saturated, pairs, sum, sum of squares]`,
+        the snapshot histogram and its range, and the tracked sites' dead
+        units (a unit is dead when no step of the window fired it)."""
+        plan = self._site_plan()
+        n = len(self.sites)
+        stats = np.zeros([n, 4])
+        hist = np.zeros([n, self.bins])
+        lohi = np.zeros([n, 2])
+        if plan["packed"]:
+            at, rows = plan["packed"], plan["rows"]
+            # `site_sums` holds half the sums of squares (`tf.nn.l2_loss`).
+            stats[at] = raw["site_sums"][rows] * [1.0, 1.0, 1.0, 2.0]
+            hist[at] = raw["site_hist"][rows]
+            lohi[at] = raw["site_lohi"][rows]
+        for i, key in plan["own_stats"]:
+            stats[i] += raw[key]
+        for i, hist_key, lohi_key in plan["own_hist"]:
+            hist[i] = raw[hist_key]
+            lohi[i] = raw[lohi_key]
+        tolerance = self.state.dead_tolerance
+        dead = np.zeros(len(self.tracked))
+        segments = plan["segments"]
+        if (segments >= 0).any():
+            quiet = ~(raw["peak"] > tolerance)  # NaN: not fired
+            per_slice = np.add.reduceat(quiet, plan["starts"], dtype=np.int64)
+            dead[segments >= 0] = per_slice[segments[segments >= 0]]
+        for t, key, piece in plan["own_alive"]:
+            alive = raw[key]
+            if piece is not None:
+                start, units = piece
+                alive = alive + (raw["peak"][start : start + units] > tolerance)
+            dead[t] = np.sum(alive <= 0)
+        return stats, hist, lohi, dead
 
     # ---- host ---------------------------------------------------------------
 
     def unpack(self, flat):
         """`{key: array}` views of a packed vector."""
         out = {}
-        for key, (offset, shape) in self.layout.items():
-            n = int(np.prod(shape)) if shape else 1
+        for key, (offset, shape, n) in self.layout.items():
             out[key] = flat[offset : offset + n].reshape(shape)
         return out
 
@@ -270,23 +381,30 @@ class RecordProgram:
         f = self.unpack(flat)
         seen = file.seen
         snap = f["has_snapshot"][0] > 0
-        scalar = encoder.scalar
-        out = [scalar("gradient_norm/global", f["global_norm"][0], seen)]
-        for j, path in enumerate(self.var_paths):
-            out.append(scalar(f"gradient_norm/{path}", f["norm"][j], seen))
-            out.append(scalar(f"nonfinite_gradients/{path}", f["nonfinite"][j], seen))
+        tags = ["gradient_norm/global"] + self._variable_tags
+        none = np.zeros([0])
+        numbers = [f["global_norm"], f.get("norm", none), f.get("nonfinite", none)]
         values = self.layer_values(f)
+        layer_tags, layer_numbers = [], []
         for name in self.layer_names:
             for key, value in values[name].items():
                 if value is not None and key != "units":
-                    out.append(scalar(f"{key}/{name}", value, seen))
+                    layer_tags.append(f"{key}/{name}")
+                    layer_numbers.append(value)
+        tags += layer_tags
+        numbers.append(layer_numbers)
+        out = [encoder.scalars(tuple(tags), np.concatenate(numbers), seen)]
         if snap:
-            for j, path in enumerate(self.var_paths):
-                rows = _rows(f["gedges"][j], f["gcounts"][j])
-                out.append(encoder.histogram(f"gradients/{path}", rows, seen))
-            for i, name in enumerate(self.site_names):
-                rows = _rows(f["aedges"][i], f["acounts"][i])
-                out.append(encoder.histogram(f"activations/{name}", rows, seen))
+            out.append(
+                encoder.histograms(
+                    self._histogram_tags,
+                    _rows(
+                        [f.get("gedges"), f.get("aedges")],
+                        [f.get("gcounts"), f.get("acounts")],
+                    ),
+                    seen,
+                )
+            )
         if image:
             layout = plots.depth_profile_layout(
                 *[
@@ -306,4 +424,11 @@ class RecordProgram:
 
 
 def _rows(edges, counts):
-    return np.stack([edges[:-1], edges[1:], counts], axis=1)
+    """`[n, bins, 3]` rows `[left edge, right edge, count]` of the histograms
+    whose `[m, bins + 1]` edges and `[m, bins]` counts are listed (arrays
+    that may be missing, `None`)."""
+    edges = [e for e in edges if e is not None]
+    counts = [c for c in counts if c is not None]
+    edges = np.concatenate(edges) if edges else np.zeros([0, 1])
+    counts = np.concatenate(counts) if counts else np.zeros([0, 0])
+    return np.stack([edges[:, :-1], edges[:, 1:], counts], axis=2)
