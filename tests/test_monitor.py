@@ -343,7 +343,9 @@ class SubclassedNet(keras.Model):
         return self.out(self.hidden(x))
 
 
-@pytest.mark.parametrize("variant", ["functional_jit", "subclassed_spe3", "frozen"])
+@pytest.mark.parametrize(
+    "variant", ["functional_jit", "functional_jit_spe3", "subclassed_spe3", "frozen"]
+)
 def test_variants_match_tape(variant):
     keras.utils.set_random_seed(0)
     x, y = _data(n=48)
@@ -362,15 +364,27 @@ def test_variants_match_tape(variant):
         model.compile(
             optimizer=keras.optimizers.SGD(0.0),
             loss="mse",
-            jit_compile=variant == "functional_jit",
+            jit_compile=variant.startswith("functional_jit"),
+            steps_per_execution=3 if variant.endswith("spe3") else 1,
         )
         hidden = "hidden"
     monitor = GradientMonitor(update_freq=3, dead_warning_threshold=None)
     _fit(model, x, y, monitor)
     assert [r["step"] for r in monitor.history] == [3, 6]
+    previous = None
     for record in monitor.history:
         k = record["step"] - 1  # the window's last batch
         grads = _tape_gradients(model, x[8 * k : 8 * k + 8], y[8 * k : 8 * k + 8])
+        cosine = record["layers"]["out"]["gradient_cosine"]
+        if previous is None:
+            assert cosine is None
+        else:  # with the previous window's last batch
+            a, b = (
+                np.concatenate([g.ravel() for p, g in d.items() if p.split("/")[-2] == "out"])
+                for d in (grads, previous)
+            )
+            np.testing.assert_allclose(cosine, a @ b / np.linalg.norm(a) / np.linalg.norm(b), rtol=1e-4)
+        previous = grads
         assert set(record["variables"]) == set(grads)
         total = np.sqrt(sum(np.sum(g**2) for g in grads.values()))
         np.testing.assert_allclose(record["global_norm"], total, rtol=1e-5)
