@@ -47,7 +47,6 @@ import tensorflow as tf
 from tensorflow.core.framework import attr_value_pb2
 
 from keras_activations.builtin_derivatives import StepOfOutput
-from keras_activations.builtin_derivatives import positive_step
 
 _SUM = tf.VariableAggregation.SUM
 _FIRST = tf.VariableAggregation.ONLY_FIRST_REPLICA
@@ -183,14 +182,17 @@ def _site_figures(x, y, derivative, axes, saturation_tolerance):
     if derivative is None:
         return None, None, sums
     if isinstance(derivative, StepOfOutput):  # x is the output: y <= 0 or > 0
-        # max |f'| over a unit's examples = the step of its largest output
-        # (NaN stays NaN, for `end_step`'s check); count y > 0 once.
-        top = positive_step(tf.reduce_max(y32, axis=axes))
-        peak = derivative.below + (derivative.above - derivative.below) * top
+        # Per unit, the count of examples with y > 0 (NaN stays NaN, for
+        # `end_step`'s check): a unit fired when it is positive, and then
+        # its largest |f'| is `above`. One pass over the output gives both
+        # the dead units and the saturated count.
         sign = tf.sign(y32)
         if derivative.below != 0:  # outputs can be negative
             sign = tf.maximum(sign, 0.0)
-        positive = tf.reduce_sum(sign)
+        fired = tf.reduce_sum(sign, axis=axes)
+        top = tf.sign(fired)  # 0 or 1 (counts are >= 0), NaN stays NaN
+        peak = derivative.below + (derivative.above - derivative.below) * top
+        positive = tf.reduce_sum(fired)
         saturated = tf.constant(0.0)
         if derivative.below < saturation_tolerance:
             saturated += sums[0] - positive
