@@ -112,6 +112,8 @@ class Encoder:
         key = (kind, tags, fresh)
         entry = self._cache.get(key)
         if entry is None:
+            if len(self._cache) >= 64:  # records whose tags keep changing
+                self._cache.clear()
             chunks, index, at = [], [], 0
             for k, tag in enumerate(tags):
                 framed, offset = make(tag, fresh is not None and fresh[k])

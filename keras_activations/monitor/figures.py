@@ -153,65 +153,77 @@ class RecordProgram:
 
         A few vectorized operations for all variables and layers at once:
         norms, the cosine with the previous record, dead units, saturation,
-        activation mean and standard deviation, histogram edges.
+        activation mean and standard deviation, histogram edges. (A record
+        runs right after a training step has filled the caches with its
+        own data, where each NumPy call costs several times what it costs
+        in a loop: hence few, whole-array calls.)
         """
-        parts, layout = [], {}
-        offset = 0
-
-        def put(key, value):
-            nonlocal offset
-            value = np.asarray(value, np.float64)
-            layout[key] = (offset, value.shape, value.size)
-            offset += value.size
-            parts.append(value.reshape(-1))
-
         bins = self.bins
-        snap = raw["snap_dstep"] > window_start
-        put("has_snapshot", [float(snap)])
-        put("dstep", [raw["dstep"]])  # device steps so far (exact below 2**53)
+        snap = bool(raw["snap_dstep"] > window_start)
+        v = {"has_snapshot": float(snap), "dstep": raw["dstep"]}
+        lohi = []
         with np.errstate(all="ignore"):
             sumsq = 2.0 * raw["sumsq"]
-            global_sq = np.sum(sumsq[: self.n_variables])
-            put(
-                "global_norm",
-                [np.sqrt(global_sq) if np.isfinite(global_sq) else math.nan],
+            global_sq = float(np.sum(sumsq[: self.n_variables]))
+            v["global_norm"] = (
+                math.sqrt(global_sq) if math.isfinite(global_sq) else math.nan
             )
             if self.var_pos:
                 w = len(self.var_pos)
                 sq = sumsq[self.var_pos]
-                put("norm", np.sqrt(sq))
-                put("nonfinite", raw["nonfinite"][self.var_pos])
-                put("gedges", _edges(raw["glohi"][:w], bins))
-                put("gcounts", np.round(raw["ghist"][:w]))
+                v["norm"] = np.sqrt(sq)
+                v["nonfinite"] = raw["nonfinite"][self.var_pos]
+                v["gcounts"] = np.round(raw["ghist"][:w])
+                lohi.append(raw["glohi"][:w])
             if self.grad_layers:
                 m = self._owner_matrix
-                put("layer_norm", np.sqrt(m @ sq))
+                v["layer_norm"] = np.sqrt(m @ sq)
                 if "dots" in raw:
                     dot = m @ raw["dots"][0]
                     denom = np.sqrt((m @ raw["dots"][1]) * (m @ sq))
-                    ok = (
-                        bool(prev_valid)
-                        & snap
-                        & (denom > 0)
-                        & np.isfinite(denom)
-                    )
-                    put("cosine", dot / np.where(ok, denom, 1.0))
-                    put("cosine_ok", ok)
+                    ok = (bool(prev_valid) and snap) & (denom > 0) & np.isfinite(denom)
+                    v["cosine"] = dot / np.where(ok, denom, 1.0)
+                    v["cosine_ok"] = ok
             if self.sites:
-                stats, hist, lohi, dead = self._site_raw(raw)
+                stats, hist, site_lohi, dead = self._site_raw(raw)
                 saturated, pairs, s1, s2 = stats.T
                 safe = np.where(pairs > 0, pairs, 1.0)
                 mean = s1 / safe
-                put("pairs", pairs)
-                put("saturation", saturated / safe)
-                put("mean", mean)
-                put("std", np.sqrt(np.maximum(s2 / safe - mean * mean, 0.0)))
+                v["pairs"] = pairs
+                v["saturation"] = saturated / safe
+                v["mean"] = mean
+                v["std"] = np.sqrt(np.maximum(s2 / safe - mean * mean, 0.0))
                 if self.tracked:
-                    put("dead", dead)
-                put("aedges", _edges(lohi, bins))
-                put("acounts", np.round(hist))
-        self.layout = layout
-        return np.concatenate(parts)
+                    v["dead"] = dead
+                v["acounts"] = np.round(hist)
+                lohi.append(site_lohi)
+            if lohi:  # every histogram's edges at once
+                edges = _edges(np.concatenate(lohi) if len(lohi) > 1 else lohi[0], bins)
+                if self.var_pos:
+                    v["gedges"] = edges[:w]
+                if self.sites:
+                    v["aedges"] = edges[len(edges) - len(self.sites) :]
+        return self._pack(v)
+
+    def _pack(self, values):
+        """`values` copied into one vector, laid out by `layout` (made from
+        the first record's shapes: every record has the same keys)."""
+        if self.layout is None:
+            layout, offset = {}, 0
+            for key, value in values.items():
+                shape = np.shape(value) or (1,)
+                n = int(np.prod(shape))
+                layout[key] = (offset, shape, n)
+                offset += n
+            self._buffer = np.zeros(offset)
+            self._views = [
+                (key, self._buffer[o : o + n].reshape(shape))
+                for key, (o, shape, n) in layout.items()
+            ]
+            self.layout = layout
+        for key, view in self._views:
+            view[...] = values[key]
+        return self._buffer.copy()
 
     def _site_plan(self):
         """Where each site's raw values are, for the traced program (sites in
