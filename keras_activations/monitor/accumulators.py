@@ -370,10 +370,6 @@ class DeviceState:
             self.site_lohi = _state_variable(
                 tf.zeros([rows, 2], tf.float32), _FIRST, "site_lohi"
             )
-        # Packed sites that a step also recorded through `record_site` (a
-        # nested graph, a layer called twice): their own `alive`/`stats`
-        # then hold sums too. Filled while the train functions are traced.
-        self.fallback = set()
         self._pending = []  # (state, axes, x, y) of the step's sites
         self._deferring = False
 
@@ -620,8 +616,6 @@ class DeviceState:
                 x = None
             self._pending.append((state, axes, x, y))
             return
-        if id(state) in self.rows:
-            self.fallback.add(id(state))
         y = tf.stop_gradient(y)
         derivative = site.derivative
         if x is None:  # deferred with the output form (`end_step`)
@@ -642,6 +636,8 @@ class DeviceState:
                 axis=-1,
             )
             state.alive.assign_add(tf.reshape(tf.cast(won, tf.float32), [-1]))
+        elif id(state) in self.rows:  # a packed site: into the packed sums
+            self._add_to_packed(state, x, derivative, axes, [pairs, s1, s2])
         elif derivative is not None:
             # |f'|: a negative slope (abs, leaky with slope < 0) is alive.
             d = tf.abs(tf.cast(derivative(tf.cast(x, tf.float32)), tf.float32))
@@ -651,9 +647,10 @@ class DeviceState:
             saturated = tf.reduce_sum(
                 tf.cast(d < self.saturation_tolerance, tf.float32)
             )
-        state.stats.assign_add(
-            tf.cast(tf.stack([saturated, pairs, s1, s2]), tf.float64)
-        )
+        if id(state) not in self.rows:
+            state.stats.assign_add(
+                tf.cast(tf.stack([saturated, pairs, s1, s2]), tf.float64)
+            )
         finite = tf.logical_and(tf.math.is_finite(s1), tf.math.is_finite(s2))
         bins = self.bins
         segment = self.use_segment_sum
@@ -676,6 +673,32 @@ class DeviceState:
         else:
             state.hist.assign(counts)
             state.lohi.assign(lohi)
+
+    def _add_to_packed(self, state, x, derivative, axes, sums):
+        """Adds a packed site's call outside `end_step` (a nested graph, a
+        layer's second call in a step) to the packed window state: its
+        per-unit peak into `peak`, its counts and sums into `site_sums`.
+        NaN derivatives neither fire nor saturate, as in `end_step`."""
+        pairs, s1, s2 = sums
+        saturated = tf.constant(0.0, tf.float32)
+        if derivative is not None:
+            peak, saturated = _nan_safe_figures(
+                x, derivative, axes, self.saturation_tolerance
+            )
+            if id(state) in self.peak_slices:
+                offset, units = self.peak_slices[id(state)]
+                total = int(self.peak.shape[0])
+                peak = tf.pad(tf.reshape(peak, [units]), [[offset, total - offset - units]])
+                self.peak.assign(tf.maximum(self.peak.read_value(), peak))
+        # `site_sums` holds half sums of squares, like `tf.nn.l2_loss`.
+        row = tf.stack([saturated, pairs, s1, 0.5 * s2])
+        self.site_sums.assign_add(
+            tf.scatter_nd(
+                [[self.rows[id(state)]]],
+                tf.cast(row, tf.float64)[None],
+                self.site_sums.shape,
+            )
+        )
 
     def _global_range(self, y32):
         """[min, max] of finite values over all replicas (replica context)."""
@@ -715,10 +738,9 @@ class DeviceState:
             of the last snapshot), `sumsq` (half the snapshot's sums of
             squares), `nonfinite`, `ghist`, `glohi`; with watched variables
             `dots` (`[dot products, sums of squares of prev]`); with packed
-            sites `peak`, `site_sums`,
-            `site_hist`, `site_lohi`; and per site key the site's own
-            variables where a step used them: `alive/<key>`, `stats/<key>`,
-            and for unpacked sites `hist/<key>`, `lohi/<key>`.
+            sites `peak`, `site_sums`, `site_hist`, `site_lohi`; and per
+            unpacked site key (several replicas, Maxout) its own variables
+            `alive/<key>`, `stats/<key>`, `hist/<key>`, `lohi/<key>`.
         """
         dstep = self.dstep.read_value()
         out = [
@@ -739,14 +761,12 @@ class DeviceState:
             out.append(("site_lohi", self.site_lohi.read_value()))
             resets += [self.peak, self.site_sums]
         for key, state in self.sites.items():
-            packed = id(state) in self.rows
-            if not packed or id(state) in self.fallback:
+            if id(state) not in self.rows:  # packed sites have no own sums
                 out.append((f"alive/{key}", state.alive.read_value()))
                 out.append((f"stats/{key}", state.stats.read_value()))
-                resets += [state.alive, state.stats]
-            if not packed:
                 out.append((f"hist/{key}", state.hist.read_value()))
                 out.append((f"lohi/{key}", state.lohi.read_value()))
+                resets += [state.alive, state.stats]
         with tf.control_dependencies([t for _, t in out]):
             for var in resets:
                 var.assign(tf.zeros_like(var))

@@ -100,7 +100,6 @@ class RecordProgram:
         )
         self.layout = None
         self._fn = None
-        self._fn_key = None
         self._raw_layout = None
         self._plan = self._plan_layout = None
 
@@ -115,16 +114,12 @@ class RecordProgram:
             prev_valid: Whether an earlier record took a snapshot (the
                 cosine needs one).
         """
-        # A packed site that a traced step also recorded on its own
-        # variables (`DeviceState.fallback`) adds reads: trace again.
-        key = frozenset(self.state.fallback)
-        if self._fn is None or key != self._fn_key:
+        if self._fn is None:
             # Not XLA: measured slower here than TensorFlow's executor. The
             # concrete function is called directly: a third less overhead.
             fn = tf.function(self._read, autograph=False, jit_compile=False)
             with self.state.strategy.scope():
                 self._fn = fn.get_concrete_function()
-            self._fn_key = key
         with self.state.strategy.scope():
             raw = self._fn().numpy()
         return self.figures(self._split(raw), window_start, prev_valid)
