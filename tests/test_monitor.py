@@ -141,6 +141,33 @@ def test_gradient_cosine_per_epoch_of_unknown_length():
         np.testing.assert_allclose(second["layers"][name]["gradient_cosine"], 1.0, rtol=1e-6)
 
 
+def test_snapshot_step_hands_its_window_to_the_record(monkeypatch):
+    # With one step per execution a window's snapshot step reads and resets
+    # the accumulators itself; the record program runs only for a window
+    # without one (here the partial window that ends the fit).
+    from keras_activations.monitor import figures
+
+    handed = []
+    original = figures.RecordProgram.__call__
+
+    def spy(self, window_start, prev_valid, raw=None):
+        handed.append(raw is not None)
+        return original(self, window_start, prev_valid, raw)
+
+    monkeypatch.setattr(figures.RecordProgram, "__call__", spy)
+    model = _mlp(activation="relu")
+    x, y = _data(n=40)
+    monitor = GradientMonitor(update_freq=2)
+    history = _fit(model, x, y, monitor)
+    assert "__gradient_monitor_record__" not in history.history
+    assert [r["step"] for r in monitor.history] == [2, 4, 5]
+    assert handed == [True, True, False]
+    assert [r["steps"] for r in monitor.history] == [2, 2, 1]
+    assert all(v["histogram"] is None for v in monitor.history[2]["variables"].values())
+    pre = x[32:40] @ model.get_layer("h0").kernel.numpy() + model.get_layer("h0").bias.numpy()
+    assert monitor.history[2]["layers"]["h0"]["dead_units"] == int(np.sum(np.all(pre <= 0, axis=0)))
+
+
 def test_activation_figures_equal_numpy_over_the_window():
     model = _mlp(activation="tanh")
     x, y = _data()

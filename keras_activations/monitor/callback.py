@@ -167,6 +167,7 @@ class GradientMonitor(keras.callbacks.Callback):
         self.write_images = bool(write_images)
         self._records = []  # built records
         self._packed = []  # (packed figures, window) not yet unpacked
+        self._raw = None
         self._program = None
         self._events = None
         self._encoder = events.Encoder()
@@ -269,6 +270,7 @@ class GradientMonitor(keras.callbacks.Callback):
         self._snap = False  # the next execution ends a window (int freq)
         self._epoch_calls = 0
         self._prev_valid = False
+        self._raw = None  # accumulators the last snapshot step read and reset
         self._epoch = 0
         self._install(model, optimizer, sites)
         self._active = True
@@ -358,7 +360,11 @@ class GradientMonitor(keras.callbacks.Callback):
                     with tf.control_dependencies(first[:1]):
                         monitor._state.begin_step()
                     result = original_step(data)
-                    monitor._state.end_step()
+                    state = monitor._state
+                    state.end_step()
+                    if state.finalizes and isinstance(result, dict):
+                        result = dict(result)
+                        result[_RECORD_KEY] = state.read_packed()
                     return result
                 return original_step(data)
             finally:
@@ -378,7 +384,11 @@ class GradientMonitor(keras.callbacks.Callback):
             state = monitor._state
             state.snapshot = monitor._snapshot_next()
             try:
-                return (snapshot if state.snapshot else plain)(iterator)
+                logs = (snapshot if state.snapshot else plain)(iterator)
+                if isinstance(logs, dict) and _RECORD_KEY in logs:
+                    logs = dict(logs)  # Keras and other callbacks never see it
+                    monitor._raw = logs.pop(_RECORD_KEY)
+                return logs
             except _ENDS_OF_DATA:
                 raise
             except BaseException:
@@ -575,7 +585,8 @@ class GradientMonitor(keras.callbacks.Callback):
 
     def _record(self):
         program = self._program
-        flat = program(self._window_start_dstep, self._prev_valid)
+        raw, self._raw = self._raw, None  # from the snapshot step, if it read them
+        flat = program(self._window_start_dstep, self._prev_valid, raw)
         figures_ = program.unpack(flat)
         dstep = int(figures_["dstep"][0])
         steps = dstep - self._window_start_dstep
@@ -609,6 +620,11 @@ class GradientMonitor(keras.callbacks.Callback):
         if key not in self._warned:
             self._warned.add(key)
             warnings.warn(message, stacklevel=3)
+
+
+# The key of the raw accumulators in a finalizing step's logs (popped by the
+# callback's train function before Keras sees the logs).
+_RECORD_KEY = "__gradient_monitor_record__"
 
 
 def _after(done, grads_and_vars):

@@ -100,12 +100,11 @@ class RecordProgram:
         )
         self.layout = None
         self._fn = None
-        self._raw_layout = None
         self._plan = self._plan_layout = None
 
     # ---- device -------------------------------------------------------------
 
-    def __call__(self, window_start, prev_valid):
+    def __call__(self, window_start, prev_valid, raw=None):
         """Reads and resets the accumulators; returns the record's figures
         packed in a NumPy vector (`unpack` gives them by key).
 
@@ -113,34 +112,29 @@ class RecordProgram:
             window_start: Device step count when the window began.
             prev_valid: Whether an earlier record took a snapshot (the
                 cosine needs one).
+            raw: The raw accumulators the window's snapshot step already
+                read and reset (`DeviceState.finalize`), if it did; else
+                the record program reads them.
         """
-        if self._fn is None:
-            # Not XLA: measured slower here than TensorFlow's executor. The
-            # concrete function is called directly: a third less overhead.
-            fn = tf.function(self._read, autograph=False, jit_compile=False)
+        if raw is None:
+            if self._fn is None:
+                # Not XLA: measured slower here than TensorFlow's executor.
+                # The concrete function is called directly: a third less
+                # overhead.
+                fn = tf.function(
+                    self.state.read_packed, autograph=False, jit_compile=False
+                )
+                with self.state.strategy.scope():
+                    self._fn = fn.get_concrete_function()
             with self.state.strategy.scope():
-                self._fn = fn.get_concrete_function()
-        with self.state.strategy.scope():
-            raw = self._fn().numpy()
-        return self.figures(self._split(raw), window_start, prev_valid)
-
-    def _read(self):
-        """The accumulators' raw values in one float64 vector (one device
-        to host copy); `_raw_layout` says where each is."""
-        parts, layout, offset = [], [], 0
-        for key, value in self.state.read_and_reset():
-            shape = tuple(int(d) for d in value.shape)
-            size = int(np.prod(shape)) if shape else 1
-            layout.append((key, offset, shape, size))
-            offset += size
-            parts.append(tf.reshape(tf.cast(value, tf.float64), [-1]))
-        self._raw_layout = layout
-        return tf.concat(parts, axis=0)
+                raw = self._fn()
+        raw = self._split(raw.numpy())
+        return self.figures(raw, window_start, prev_valid)
 
     def _split(self, raw):
         return {
             key: raw[offset : offset + size].reshape(shape)
-            for key, offset, shape, size in self._raw_layout
+            for key, offset, shape, size in self.state.raw_layout
         }
 
     def figures(self, raw, window_start, prev_valid):
@@ -223,10 +217,10 @@ class RecordProgram:
     def _site_plan(self):
         """Where each site's raw values are, for the traced program (sites in
         `self.sites` order, tracked sites in `self.tracked` order)."""
-        if self._plan_layout is self._raw_layout:
+        if self._plan_layout is self.state.raw_layout:
             return self._plan
         state = self.state
-        keys = {entry[0] for entry in self._raw_layout}
+        keys = {entry[0] for entry in self.state.raw_layout}
         slices = sorted(state.peak_slices.values())  # they tile `peak`
         slice_index = {start: j for j, (start, _) in enumerate(slices)}
         plan = {
@@ -253,7 +247,7 @@ class RecordProgram:
             else:
                 plan["segments"].append(slice_index[piece[0]])
         plan["segments"] = np.array(plan["segments"], np.int64)
-        self._plan, self._plan_layout = plan, self._raw_layout
+        self._plan, self._plan_layout = plan, self.state.raw_layout
         return plan
 
     def _site_raw(self, raw):
