@@ -4,7 +4,8 @@ The training step only updates these variables (no `tf.summary` op runs
 inside it, so it stays XLA- and replica-safe); once per record the callback
 runs `figures.RecordProgram`, a separate compiled function (not XLA, in
 cross-replica context) that reads them and resets the sums
-(`DeviceState.read_and_reset`); the host computes the figures and writes
+(`DeviceState.read_and_reset`), unless the window's snapshot step did so
+itself (`DeviceState.finalizes`); the host computes the figures and writes
 the events.
 
 Per step, for every trainable variable: half its gradient's sum of

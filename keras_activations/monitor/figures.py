@@ -8,7 +8,10 @@ Once per record `GradientMonitor` calls a `RecordProgram`:
    resets, about 80 graph nodes for an 8-layer MLP: the executor's cost per
    node, not the arithmetic, is what a record program costs on a CPU (the
    program that computed the figures on the device had 670 nodes and took
-   2.5 times as long);
+   2.5 times as long). When the window's snapshot step already read and
+   reset them (`DeviceState.finalizes`: one step per execution, windows of
+   known length, one device), it hands them over with its logs and no
+   program runs;
 2. NumPy computes every figure of the record from them in float64, a few
    vectorized operations for all variables and layers at once: norms, the
    cosine with the previous record, dead units, saturation, activation mean
