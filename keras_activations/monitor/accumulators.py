@@ -217,9 +217,16 @@ def _nan_safe_figures(x, derivative, axes, saturation_tolerance):
 
 
 class _SiteState:
-    def __init__(self, site, bins, track_dead):
+    """A site's window state. A packed site (`packed`) keeps it in
+    `DeviceState`'s packed variables; the others (several replicas, Maxout)
+    in variables of their own."""
+
+    def __init__(self, site, bins, track_dead, packed):
         self.site = site
         self.track_dead = track_dead
+        self.packed = packed
+        if packed:
+            return
         n_alive = 1
         if track_dead:
             n_alive = site.units * (site.pieces or 1)
@@ -338,18 +345,18 @@ class DeviceState:
                 # an ELU with alpha 0 or a PReLU whose slope reached 0 die.
                 track_dead = site.pieces is not None or site.derivative is not None
                 site.track_dead = track_dead
-                self.sites[id(site)] = _SiteState(site, bins, track_dead)
-            # On one device, the sites' window sums live in two packed
-            # variables, updated once per step (`end_step`): per unit the
-            # largest |f'(x)| of the window, and per site the four sums.
+                # On one device, the sites' window sums live in packed
+                # variables, updated once per step (`end_step`): per unit
+                # the largest |f'(x)| of the window, and per site the four
+                # sums. Maxout sites count winners (`record_site`).
+                packed = self.replicas == 1 and site.pieces is None
+                self.sites[id(site)] = _SiteState(site, bins, track_dead, packed)
             self.packed = []
             self.peak_slices = {}
             offset = 0
-            if self.replicas == 1:
-                for site in sites:
-                    if site.pieces is not None:
-                        continue  # Maxout: `record_site` counts winners
-                    state = self.sites[id(site)]
+            for site in sites:
+                state = self.sites[id(site)]
+                if state.packed:
                     if site.derivative is not None:
                         self.peak_slices[id(state)] = (offset, site.units)
                         offset += site.units
