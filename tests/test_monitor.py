@@ -587,6 +587,28 @@ def test_nan_activations_neither_fire_nor_saturate():
     assert layer["activation_histogram"]["counts"].sum() == 7 * 3
 
 
+def test_nan_in_a_layers_second_call_hides_no_fired_unit():
+    # The second call of a shared layer in a step is added outside the
+    # step's end; its NaN example must not hide the units its other
+    # examples fire (the first call fires none).
+    a, b = keras.Input((4,)), keras.Input((4,))
+    shared = keras.layers.Dense(
+        3, activation="relu", kernel_initializer="ones", bias_initializer="zeros", name="shared"
+    )
+    merged = keras.layers.Concatenate()([shared(a), shared(b)])
+    model = keras.Model([a, b], keras.layers.Dense(1, name="out")(merged))
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
+    rng = np.random.RandomState(0)
+    xa = -(rng.rand(8, 4) + 0.1).astype("float32")  # every unit off
+    xb = (rng.rand(8, 4) + 0.1).astype("float32")  # every unit on ...
+    xb[3] = np.nan  # ... but one example
+    monitor = GradientMonitor(update_freq=1, dead_warning_threshold=None)
+    _fit(model, [xa, xb], np.zeros((8, 1), "float32"), monitor)
+    layer = monitor.history[0]["layers"]["shared"]
+    assert layer["dead_units"] == 0
+    assert layer["saturation"] == 0.5  # the first call's 24 of 48 pairs
+
+
 @pytest.mark.parametrize("activation", ["relu", "sigmoid", "softsign"])
 def test_layer_called_twice_in_a_step_counts_both_calls(activation):
     # A shared layer is one site; a window holds the examples of both calls.
