@@ -83,6 +83,31 @@ _MIXED = _COMMON + textwrap.dedent(
     """
 )
 
+_NAN = _COMMON + textwrap.dedent(
+    """
+    # Each replica gets 4 of the 8 examples: the first replica's are a NaN
+    # and 3 that fire every unit, the second replica's fire none.
+    x = np.ones((8, 4), "float32"); x[0] = np.nan; x[4:] = -1.0
+    results = {}
+    for kind in ("single", "mirrored"):
+        strategy = (tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]) if kind == "mirrored"
+                    else tf.distribute.OneDeviceStrategy("/cpu:0"))
+        with strategy.scope():
+            model = keras.Sequential([
+                keras.Input((4,)),
+                keras.layers.Dense(3, activation="relu", kernel_initializer="ones", name="h"),
+                keras.layers.Dense(1, name="out"),
+            ])
+            model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
+        monitor = GradientMonitor(update_freq=1, dead_warning_threshold=None)
+        model.fit(x, np.zeros((8, 1), "float32"), batch_size=8, shuffle=False, verbose=0,
+                  callbacks=[monitor])
+        layer = monitor.history[0]["layers"]["h"]
+        results[kind] = [layer["dead_units"], layer["saturation"]]
+    print("RESULT" + json.dumps(results))
+    """
+)
+
 
 def _run(script):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -133,3 +158,10 @@ def test_mixed_precision_histograms_are_of_unscaled_gradients():
             edges_f, edges_m = f["vars"][path][2], m["vars"][path][2]
             assert max(abs(v) for v in edges_m) < 2 * max(abs(v) for v in edges_f) + 1e-3
             assert sum(m["vars"][path][1]) == sum(f["vars"][path][1])
+
+
+def test_nan_example_on_one_replica_hides_no_fired_unit():
+    # The NaN example's pairs are neither fired nor saturated; the second
+    # replica's 12 pairs are saturated (ReLU off), out of 24.
+    results = _run(_NAN)
+    assert results["single"] == results["mirrored"] == [0, 0.5]

@@ -648,14 +648,14 @@ class DeviceState:
         elif id(state) in self.rows:  # a packed site: into the packed sums
             self._add_to_packed(state, x, derivative, axes, [pairs, s1, s2])
         elif derivative is not None:
-            # |f'|: a negative slope (abs, leaky with slope < 0) is alive.
-            d = tf.abs(tf.cast(derivative(tf.cast(x, tf.float32)), tf.float32))
-            if state.track_dead:
-                fired = tf.reduce_max(d, axis=axes) > self.dead_tolerance
-                state.alive.assign_add(tf.cast(fired, tf.float32))
-            saturated = tf.reduce_sum(
-                tf.cast(d < self.saturation_tolerance, tf.float32)
+            # |f'|: a negative slope (abs, leaky with slope < 0) is alive; a
+            # NaN derivative neither fires nor saturates.
+            peak, saturated = _nan_safe_figures(
+                x, derivative, axes, self.saturation_tolerance
             )
+            if state.track_dead:
+                fired = peak > self.dead_tolerance
+                state.alive.assign_add(tf.cast(fired, tf.float32))
         if id(state) not in self.rows:
             state.stats.assign_add(
                 tf.cast(tf.stack([saturated, pairs, s1, s2]), tf.float64)
