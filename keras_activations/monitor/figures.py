@@ -103,7 +103,7 @@ class RecordProgram:
         )
         self.layout = None
         self._fn = None
-        self._plan = self._plan_layout = None
+        self._plan = self._site_plan()
 
     # ---- device -------------------------------------------------------------
 
@@ -116,7 +116,7 @@ class RecordProgram:
             prev_valid: Whether an earlier record took a snapshot (the
                 cosine needs one).
             raw: The raw accumulators the window's snapshot step already
-                read and reset (`DeviceState.finalize`), if it did; else
+                read and reset (`DeviceState.finalizes`), if it did; else
                 the record program reads them.
         """
         if raw is None:
@@ -218,39 +218,28 @@ class RecordProgram:
         return self._buffer.copy()
 
     def _site_plan(self):
-        """Where each site's raw values are, for the traced program (sites in
-        `self.sites` order, tracked sites in `self.tracked` order)."""
-        if self._plan_layout is self.state.raw_layout:
-            return self._plan
+        """Where each site's raw values are (sites in `self.sites` order,
+        tracked sites in `self.tracked` order): the packed sites' rows of
+        the packed variables, the others' own keys, and for each tracked
+        site its slice of `peak` (its index in `starts`) or -1."""
         state = self.state
-        keys = {entry[0] for entry in self.state.raw_layout}
         slices = sorted(state.peak_slices.values())  # they tile `peak`
         slice_index = {start: j for j, (start, _) in enumerate(slices)}
         plan = {
-            "packed": [], "rows": [], "own_stats": [], "own_hist": [],
-            "segments": [], "own_alive": [],
+            "packed": [], "rows": [], "own": [], "segments": [],
             "starts": np.array([start for start, _ in slices], np.int64),
         }
         for i, site in enumerate(self.sites):
-            key = id(site)
-            row = state.rows.get(id(state.sites[key]))
-            if f"stats/{key}" in keys:
-                plan["own_stats"].append((i, f"stats/{key}"))
-            if row is None:
-                plan["own_hist"].append((i, f"hist/{key}", f"lohi/{key}"))
+            row = state.rows.get(id(state.sites[id(site)]))
+            if row is None:  # its own variables (several replicas, Maxout)
+                plan["own"].append((i, id(site)))
             else:
                 plan["packed"].append(i)
                 plan["rows"].append(row)
-        for t, i in enumerate(self.tracked):
-            key = id(self.sites[i])
-            piece = state.peak_slices.get(id(state.sites[key]))
-            if f"alive/{key}" in keys:
-                plan["segments"].append(-1)
-                plan["own_alive"].append((t, f"alive/{key}", piece))
-            else:
-                plan["segments"].append(slice_index[piece[0]])
+        for i in self.tracked:
+            piece = state.peak_slices.get(id(state.sites[id(self.sites[i])]))
+            plan["segments"].append(-1 if piece is None else slice_index[piece[0]])
         plan["segments"] = np.array(plan["segments"], np.int64)
-        self._plan, self._plan_layout = plan, self.state.raw_layout
         return plan
 
     def _site_raw(self, raw):
@@ -258,7 +247,7 @@ class RecordProgram:
         sites from the raw values: `[saturated, pairs, sum, sum of squares]`,
         the snapshot histogram and its range, and the tracked sites' dead
         units (a unit is dead when no step of the window fired it)."""
-        plan = self._site_plan()
+        plan = self._plan
         n = len(self.sites)
         stats = np.zeros([n, 4])
         hist = np.zeros([n, self.bins])
@@ -269,24 +258,19 @@ class RecordProgram:
             stats[at] = raw["site_sums"][rows] * [1.0, 1.0, 1.0, 2.0]
             hist[at] = raw["site_hist"][rows]
             lohi[at] = raw["site_lohi"][rows]
-        for i, key in plan["own_stats"]:
-            stats[i] += raw[key]
-        for i, hist_key, lohi_key in plan["own_hist"]:
-            hist[i] = raw[hist_key]
-            lohi[i] = raw[lohi_key]
-        tolerance = self.state.dead_tolerance
+        for i, key in plan["own"]:
+            stats[i] = raw[f"stats/{key}"]
+            hist[i] = raw[f"hist/{key}"]
+            lohi[i] = raw[f"lohi/{key}"]
         dead = np.zeros(len(self.tracked))
         segments = plan["segments"]
-        if (segments >= 0).any():
-            quiet = ~(raw["peak"] > tolerance)  # NaN: not fired
+        packed = segments >= 0
+        if packed.any():
+            quiet = ~(raw["peak"] > self.state.dead_tolerance)  # NaN: not fired
             per_slice = np.add.reduceat(quiet, plan["starts"], dtype=np.int64)
-            dead[segments >= 0] = per_slice[segments[segments >= 0]]
-        for t, key, piece in plan["own_alive"]:
-            alive = raw[key]
-            if piece is not None:
-                start, units = piece
-                alive = alive + (raw["peak"][start : start + units] > tolerance)
-            dead[t] = np.sum(alive <= 0)
+            dead[packed] = per_slice[segments[packed]]
+        for t in np.flatnonzero(~packed):  # a site with its own `alive` counts
+            dead[t] = np.sum(raw[f"alive/{id(self.sites[self.tracked[t]])}"] <= 0)
         return stats, hist, lohi, dead
 
     # ---- host ---------------------------------------------------------------
