@@ -616,7 +616,7 @@ class DeviceState:
             return
         axis = site.unit_axis % rank
         axes = [a for a in range(rank) if a != axis]
-        if id(state) in self.rows and self._deferring:
+        if state.packed and self._deferring:
             # Computed with the step's other sites in `end_step` (after the
             # backward pass has read the tape); the rest (several replicas,
             # Maxout, a site in a nested graph) below. `x` is None when the
@@ -645,7 +645,7 @@ class DeviceState:
                 axis=-1,
             )
             state.alive.assign_add(tf.reshape(tf.cast(won, tf.float32), [-1]))
-        elif id(state) in self.rows:  # a packed site: into the packed sums
+        elif state.packed:  # a packed site: into the packed sums
             self._add_to_packed(state, x, derivative, axes, [pairs, s1, s2])
         elif derivative is not None:
             # |f'|: a negative slope (abs, leaky with slope < 0) is alive; a
@@ -656,7 +656,7 @@ class DeviceState:
             if state.track_dead:
                 fired = peak > self.dead_tolerance
                 state.alive.assign_add(tf.cast(fired, tf.float32))
-        if id(state) not in self.rows:
+        if not state.packed:
             state.stats.assign_add(
                 tf.cast(tf.stack([saturated, pairs, s1, s2]), tf.float64)
             )
@@ -677,7 +677,7 @@ class DeviceState:
         else:
             hists, lohis = histograms([y32], bins, segment, finite)
             counts, lohi = hists[0], lohis[0]
-        if id(state) in self.rows:
+        if state.packed:
             self._set_histograms([self.rows[id(state)]], counts[None], lohi[None])
         else:
             state.hist.assign(counts)
@@ -796,7 +796,7 @@ class DeviceState:
             out.append(("site_lohi", self.site_lohi.read_value()))
             resets += [self.peak, self.site_sums]
         for key, state in self.sites.items():
-            if id(state) not in self.rows:  # packed sites have no own sums
+            if not state.packed:  # packed sites have no own sums
                 out.append((f"alive/{key}", state.alive.read_value()))
                 out.append((f"stats/{key}", state.stats.read_value()))
                 out.append((f"hist/{key}", state.hist.read_value()))
