@@ -148,13 +148,13 @@ def test_snapshot_step_hands_its_window_to_the_record(monkeypatch):
     from keras_activations.monitor import figures
 
     handed = []
-    original = figures.RecordProgram.__call__
+    original = figures.RecordProgram.read
 
-    def spy(self, window_start, prev_valid, raw=None):
+    def spy(self, raw=None):
         handed.append(raw is not None)
-        return original(self, window_start, prev_valid, raw)
+        return original(self, raw)
 
-    monkeypatch.setattr(figures.RecordProgram, "__call__", spy)
+    monkeypatch.setattr(figures.RecordProgram, "read", spy)
     model = _mlp(activation="relu")
     x, y = _data(n=40)
     monitor = GradientMonitor(update_freq=2)
@@ -520,6 +520,32 @@ def test_depth_profile_pixels():
     second = img[:, 9]  # inside the second bar
     assert tuple(second[10]) == blue and tuple(second[9]) != blue  # 0.1: the bottom
     assert [tuple(second[15 + r]) for r in (7, 8, 9, 10)] == [(255, 255, 255), grey, grey, grey]
+
+
+def test_depth_profiles_of_several_records_at_once():
+    """Each record's picture has its own scale: grid lines at its own powers
+    of ten (rows of a gap column), and drawing records together equals
+    drawing each alone."""
+    from keras_activations.monitor import plots
+
+    norms = np.array([[10.0, 0.1], [1000.0, 1.0], [np.nan, 0.0]])
+    dead = np.array([[0.5, np.nan], [0.0, 1.0], [np.nan, np.nan]])
+    means = np.array([[-2.0, np.nan], [1.0, 3.0], [np.inf, -1.0]])
+    pictures = plots.depth_profiles(norms, dead, means, bar=4, gap=2, height=11)
+    assert pictures.shape == (3, 3 * 11 + 8, 64)
+    gap_column = pictures[:, :11, 1]
+    grid, axis = 1, 2  # palette indices
+    assert list(np.flatnonzero(gap_column[0] == grid)) == [0, 5]  # 10^1, 10^0 (10^-1: the axis)
+    assert list(np.flatnonzero(gap_column[1] == grid)) == [0, 3, 7]  # 10^3, 10^2, 10^1
+    assert list(np.flatnonzero(gap_column[2] == grid)) == [0]  # no positive norm: 10^0 .. 10^-1
+    assert all(gap_column[i, 10] == axis for i in range(3))
+    for i in range(3):
+        alone = plots.depth_profiles(norms[i : i + 1], dead[i : i + 1], means[i : i + 1], bar=4, gap=2, height=11)
+        np.testing.assert_array_equal(pictures[i], alone[0])
+    np.testing.assert_array_equal(
+        plots.PALETTE[pictures[0]],
+        plots.depth_profile_values([10.0, 0.1], [0.5, None], [-2.0, None], bar=4, gap=2, height=11),
+    )
 
 
 class _Spiky(keras.layers.Layer):

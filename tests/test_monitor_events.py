@@ -224,3 +224,93 @@ def test_event_templates_equal_protocol_buffers(tmp_path):
         np.testing.assert_array_equal(tf.io.decode_png(png).numpy(), images[step])
     acc = _read(tmp_path)
     assert [e.step for e in acc.Tensors("gradients/d/kernel")] == [1, 2, 3]
+
+
+def _step_dead_model():
+    """lr 0; `units` fires iff x > 0: a batch of negative x kills all 4."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((1,)),
+        keras.layers.Dense(4, activation="relu", kernel_initializer="ones", bias_initializer="zeros", name="units"),
+        keras.layers.Dense(1, name="out"),
+    ], name="net")
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
+    return model
+
+
+def _assert_same(a, b):
+    """Nested dicts, lists and arrays equal, NaN equal to NaN."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for key in a:
+            _assert_same(a[key], b[key])
+    elif isinstance(a, (np.ndarray, float)):
+        np.testing.assert_array_equal(a, b)
+    else:
+        assert a == b
+
+
+def test_records_flushed_together_equal_records_flushed_one_by_one(tmp_path, monkeypatch):
+    """Queued records get their figures, events and dead-unit warnings
+    together: the same numbers as one at a time, each event at its own
+    step and time, the warning naming the step that crossed, and `history`
+    read in the middle of fit holds every record so far."""
+    from keras_activations.monitor import callback
+
+    x = np.concatenate([np.full((8, 1), 1.0), np.full((8, 1), 2.0), np.full((8, 1), -1.0), np.full((8, 1), 3.0)])
+    x = x.astype("float32")
+    y = np.zeros((32, 1), "float32")
+    runs = {}
+    for name, (records, seconds) in {"one": (1, 0.0), "together": (1000, 1e12)}.items():
+        monkeypatch.setattr(callback, "_FLUSH_RECORDS", records)
+        monkeypatch.setattr(callback, "_FLUSH_SECONDS", seconds)
+        monitor = GradientMonitor(log_dir=tmp_path / name, update_freq=1, dead_warning_threshold=0.5)
+        seen = []
+
+        class Reader(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                if batch == 3:  # with "together", the first flush: records 1-4
+                    seen.append([r["step"] for r in monitor.history])
+
+        with pytest.warns(UserWarning, match=r"'units' are dead \(4 of 4\) at step 3\."):
+            _step_dead_model().fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0, callbacks=[monitor, Reader()])
+        assert seen == [[1, 2, 3, 4]]
+        runs[name] = (monitor.history, _read(tmp_path / name))
+    (one, acc_one), (together, acc_together) = runs["one"], runs["together"]
+    assert [r["layers"]["units"]["dead_units"] for r in together] == [0, 0, 4, 0]
+    assert len(one) == len(together) == 4
+    for a, b in zip(one, together):
+        _assert_same(a, b)
+    assert set(acc_one.Tags()["tensors"]) == set(acc_together.Tags()["tensors"])
+    for tag in acc_one.Tags()["tensors"]:
+        events_one, events_together = acc_one.Tensors(tag), acc_together.Tensors(tag)
+        assert [e.step for e in events_one] == [e.step for e in events_together]
+        for e1, e2 in zip(events_one, events_together):
+            assert e1.tensor_proto.SerializeToString() == e2.tensor_proto.SerializeToString()
+    times = [e.wall_time for e in acc_together.Tensors("gradient_norm/global")]
+    assert times == sorted(times) and len(set(times)) == 4  # each record's own time
+
+
+def test_encoded_records_with_changing_tags_equal_protocol_buffers():
+    """Several records encoded together, their sets of tags changing: each
+    record's values under its own tags, and a tag's metadata only on its
+    first value in record order (here in the second and fourth records)."""
+    from tensorboard.compat.proto import summary_pb2
+    from tensorboard.util import tensor_util
+
+    from keras_activations.monitor import events
+
+    encoder = events.Encoder()
+    seen = {"a"}
+    tags = ("a", "b", "c")
+    values = np.arange(12, dtype=np.float64).reshape(4, 3) + 0.5
+    present = np.array([[1, 0, 0], [1, 1, 0], [1, 0, 0], [1, 1, 1]], bool)
+    out = encoder.scalar_rows(tags, values, present, seen)
+    assert seen == {"a", "b", "c"}
+    for i, data in enumerate(out):
+        summary = summary_pb2.Summary.FromString(data)
+        assert [v.tag for v in summary.value] == [t for t, p in zip(tags, present[i]) if p]
+        assert [float(tensor_util.make_ndarray(v.tensor)) for v in summary.value] == list(values[i][present[i]])
+        assert [v.metadata.plugin_data.plugin_name for v in summary.value] == {
+            0: [""], 1: ["", "scalars"], 2: [""], 3: ["", "", "scalars"],
+        }[i]

@@ -3,6 +3,7 @@
 import functools
 import numbers
 import os
+import time
 import warnings
 
 import keras
@@ -25,10 +26,13 @@ class GradientMonitor(keras.callbacks.Callback):
 
     Everything is measured inside the compiled training step from the
     gradients the optimizer applies and the activations the forward pass
-    computes: no second forward or backward pass. Once per record, a second
-    compiled function computes the record's figures from the step's
-    accumulators and hands the host one vector of bin counts and scalars,
-    which the host writes to TensorBoard in a fraction of a millisecond.
+    computes: no second forward or backward pass. Once per record the
+    window's accumulators (bin counts and scalars) come to the host as one
+    vector, handed over by the window's last step or read by a small
+    compiled function. The host queues these vectors and computes the
+    figures, writes the TensorBoard events and checks for dead units of up
+    to 64 queued records at once (every 2 seconds at most, at once with one
+    record per epoch, at the end of `fit`, and whenever `history` is read).
 
     One record per window (`update_freq`) holds, for every watched layer
     (TensorBoard tag in brackets):
@@ -166,7 +170,9 @@ class GradientMonitor(keras.callbacks.Callback):
         self.dead_warning_threshold = dead_warning_threshold
         self.write_images = bool(write_images)
         self._records = []  # built records
-        self._packed = []  # (packed figures, window) not yet unpacked
+        self._packed = []  # (packed figures, program, window) not yet unpacked
+        self._pending = []  # raw records whose figures are not computed yet
+        self._flushed = 0.0
         self._raw = None
         self._program = None
         self._events = None
@@ -184,6 +190,7 @@ class GradientMonitor(keras.callbacks.Callback):
         """Every record so far, oldest first, as plain Python/NumPy data
         (docs/CONTRACTS.md, "GradientMonitor history"). Records are unpacked
         from the device's vectors when this is read, not during training."""
+        self._flush()
         if self._packed:
             for flat, program, window in self._packed:
                 self._records.append(program.record(flat, **window))
@@ -192,6 +199,7 @@ class GradientMonitor(keras.callbacks.Callback):
 
     @history.setter
     def history(self, records):
+        self._flush()
         self._packed = []
         self._records = list(records)
 
@@ -215,6 +223,12 @@ class GradientMonitor(keras.callbacks.Callback):
         raises; call it yourself if an exception ended `fit` elsewhere.
         """
         self._active = False
+        try:
+            self._flush()
+        finally:
+            self._close_files()
+
+    def _close_files(self):
         try:
             if self._events is not None:
                 self._events.close()
@@ -584,36 +598,63 @@ class GradientMonitor(keras.callbacks.Callback):
         )
 
     def _record(self):
+        """Ends a window: takes its raw accumulators (handed over by its
+        snapshot step, or read by the record program) and queues them. The
+        figures and events of queued records are made together
+        (`_flush`)."""
         program = self._program
         raw, self._raw = self._raw, None  # from the snapshot step, if it read them
-        flat = program(self._window_start_dstep, self._prev_valid, raw)
-        figures_ = program.unpack(flat)
-        dstep = int(figures_["dstep"][0])
-        steps = dstep - self._window_start_dstep
+        raw = program.read(raw)
+        start = self._window_start_dstep
+        dstep = int(program.raw_value(raw, "dstep"))
+        steps = dstep - start
         self._window_steps = 0
         self._window_start_dstep = self._dstep = dstep
         if steps <= 0:
             return
         if self.update_freq == "epoch":
             self._step += steps  # no batch hook counted them
-        self._prev_valid = self._prev_valid or bool(figures_["has_snapshot"][0] > 0)
         window = dict(step=self._step, epoch=self._epoch, steps=steps)
-        self._packed.append((flat, program, window))
+        self._pending.append((raw, start, self._prev_valid, window, time.time()))
+        if program.raw_value(raw, "snap_dstep") > start:
+            self._prev_valid = True
+        if (
+            self.update_freq == "epoch"
+            or len(self._pending) >= _FLUSH_RECORDS
+            or time.monotonic() - self._flushed >= _FLUSH_SECONDS
+        ):
+            self._flush()
+
+    def _flush(self):
+        """Computes the figures of the queued records, writes their events
+        and checks their dead units, for all of them at once."""
+        pending, self._pending = self._pending, []
+        self._flushed = time.monotonic()
+        if not pending:
+            return
+        program = self._program
+        raws, starts, prev_valids, windows, wall_times = zip(*pending)
+        flats = program.figures(np.stack(raws), starts, prev_valids)
+        self._packed += [(flat, program, w) for flat, w in zip(flats, windows)]
+        steps = [w["step"] for w in windows]
         if self._events is not None:
             program.write_events(
-                self._events, self._encoder, flat, self._step, self.write_images
+                self._events, self._encoder, flats, steps, wall_times, self.write_images
             )
-        self._check_dead(figures_, program, self._step)
+        self._check_dead(flats, program, steps)
 
-    def _check_dead(self, figures_, program, step):
+    def _check_dead(self, flats, program, steps):
         if self.dead_warning_threshold is None or not program.tracked:
             return
-        for name, (fraction, dead, units) in program.dead(figures_).items():
-            if fraction >= self.dead_warning_threshold:
+        for name, (fraction, dead, units) in program.dead(flats).items():
+            over = np.flatnonzero(fraction >= self.dead_warning_threshold)
+            if over.size:
+                i = over[0]
                 self._warn_once(
                     ("dead", name),
-                    f"GradientMonitor: {fraction:.0%} of the units of layer "
-                    f"{name!r} are dead ({dead} of {units}) at step {step}.",
+                    f"GradientMonitor: {fraction[i]:.0%} of the units of layer "
+                    f"{name!r} are dead ({int(dead[i])} of {units}) at step "
+                    f"{steps[i]}.",
                 )
 
     def _warn_once(self, key, message):
@@ -621,6 +662,12 @@ class GradientMonitor(keras.callbacks.Callback):
             self._warned.add(key)
             warnings.warn(message, stacklevel=3)
 
+
+# Queued records are flushed (figures, events, dead-unit warnings) when this
+# many are queued or this many seconds passed since the last flush, and at
+# the end of fit; with one record per epoch, at once.
+_FLUSH_RECORDS = 64
+_FLUSH_SECONDS = 2.0
 
 # The key of the raw accumulators in a finalizing step's logs (popped by the
 # callback's train function before Keras sees the logs).

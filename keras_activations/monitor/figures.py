@@ -1,27 +1,27 @@
-"""The figures of a record: read from the device, computed on the host.
+"""The figures of records: read from the device, computed on the host.
 
-Once per record `GradientMonitor` calls a `RecordProgram`:
+For each record `GradientMonitor` takes the raw accumulators of its window
+(`RecordProgram.read`):
 
-1. a `tf.function` (in cross-replica context, not XLA) reads and resets the
-   step accumulators (`DeviceState.read_and_reset`) and returns their raw
-   values in ONE float64 vector (one device-to-host copy). It only reads and
-   resets, about 80 graph nodes for an 8-layer MLP: the executor's cost per
-   node, not the arithmetic, is what a record program costs on a CPU (the
-   program that computed the figures on the device had 670 nodes and took
-   2.5 times as long). When the window's snapshot step already read and
-   reset them (`DeviceState.finalizes`: one step per execution, windows of
-   known length, one device), it hands them over with its logs and no
-   program runs;
-2. NumPy computes every figure of the record from them in float64, a few
-   vectorized operations for all variables and layers at once: norms, the
-   cosine with the previous record, dead units, saturation, activation mean
-   and standard deviation, histogram edges (`RecordProgram.figures`), packed
-   in one vector.
+1. When the window's snapshot step already read and reset them
+   (`DeviceState.finalizes`: one step per execution, windows of known
+   length, one device), it handed them over with its logs: one float64
+   vector, and no program runs. Otherwise a `tf.function` (in
+   cross-replica context, not XLA) reads and resets them and returns the
+   same vector. It only reads and resets, about 80 graph nodes for an
+   8-layer MLP: the executor's cost per node, not the arithmetic, is what a
+   record program costs on a CPU.
+2. The host keeps the raw vectors of several records and computes their
+   figures together (`RecordProgram.figures`), in float64 NumPy, a few
+   whole-array operations for all records, variables and layers at once:
+   norms, the cosine with the previous record, dead units, saturation,
+   activation mean and standard deviation, histogram edges; one packed
+   vector per record.
 
-The host writes the events from that vector (`write_events`, see `events`)
-and unpacks a history record from it only when `GradientMonitor.history`
-is read (`record`). What is written and what `history` holds are the same
-numbers.
+The host writes the events of those records together (`write_events`, see
+`events`) and unpacks a history record from a vector only when
+`GradientMonitor.history` is read (`record`). What is written and what
+`history` holds are the same numbers.
 """
 
 import math
@@ -33,12 +33,12 @@ from keras_activations.monitor import plots
 
 
 def _edges(lohi, bins):
-    """`[m, bins + 1]` equal-width edges from `[m, 2]` ranges; the last edge
-    is exactly the range's right end."""
+    """`[..., bins + 1]` equal-width edges from `[..., 2]` ranges; the last
+    edge is exactly the range's right end."""
     lohi = np.asarray(lohi, np.float64)
-    lo, hi = lohi[:, :1], lohi[:, 1:]
-    inner = lo + (hi - lo) * (np.arange(bins, dtype=np.float64) / bins)[None, :]
-    return np.concatenate([inner, hi], axis=1)
+    lo, hi = lohi[..., :1], lohi[..., 1:]
+    inner = lo + (hi - lo) * (np.arange(bins, dtype=np.float64) / bins)
+    return np.concatenate([inner, hi], axis=-1)
 
 
 def _membership(rows, cols, pairs):
@@ -94,30 +94,26 @@ class RecordProgram:
             s.units if s.pieces is None else s.units * s.pieces for s in self.sites
         ]
         self.tracked = [i for i, s in enumerate(self.sites) if s.track_dead]
-        self._variable_tags = [f"gradient_norm/{p}" for p in self.var_paths] + [
-            f"nonfinite_gradients/{p}" for p in self.var_paths
-        ]
         self._histogram_tags = tuple(
             [f"gradients/{p}" for p in self.var_paths]
             + [f"activations/{n}" for n in self.site_names]
         )
         self.layout = None
         self._fn = None
+        self._raw_at = None
+        self._scalars = None
         self._plan = self._site_plan()
 
     # ---- device -------------------------------------------------------------
 
-    def __call__(self, window_start, prev_valid, raw=None):
-        """Reads and resets the accumulators; returns the record's figures
-        packed in a NumPy vector (`unpack` gives them by key).
+    def read(self, raw=None):
+        """The raw accumulators of a window as a float64 NumPy vector, laid
+        out by `DeviceState.raw_layout`.
 
         Args:
-            window_start: Device step count when the window began.
-            prev_valid: Whether an earlier record took a snapshot (the
-                cosine needs one).
-            raw: The raw accumulators the window's snapshot step already
-                read and reset (`DeviceState.finalizes`), if it did; else
-                the record program reads them.
+            raw: The vector the window's snapshot step already read and
+                reset (`DeviceState.finalizes`), if it did; else the record
+                program reads and resets the accumulators.
         """
         if raw is None:
             if self._fn is None:
@@ -131,54 +127,72 @@ class RecordProgram:
                     self._fn = fn.get_concrete_function()
             with self.state.strategy.scope():
                 raw = self._fn()
-        raw = self._split(raw.numpy())
-        return self.figures(raw, window_start, prev_valid)
+        return raw.numpy()
 
-    def _split(self, raw):
+    def raw_value(self, raw, key):
+        """The first number of `key` in a raw vector (`dstep`, `snap_dstep`)."""
+        if self._raw_at is None:
+            self._raw_at = {k: offset for k, offset, _, _ in self.state.raw_layout}
+        return raw[self._raw_at[key]]
+
+    def _split(self, raws):
+        """`{key: [records, *shape]}` views of raw vectors `[records, n]`."""
+        b = raws.shape[0]
         return {
-            key: raw[offset : offset + size].reshape(shape)
+            key: raws[:, offset : offset + size].reshape((b,) + shape)
             for key, offset, shape, size in self.state.raw_layout
         }
 
-    def figures(self, raw, window_start, prev_valid):
-        """Every figure of a record, in float64 NumPy, packed in one vector.
+    def figures(self, raws, window_starts, prev_valids):
+        """Every figure of several records, in float64 NumPy, one packed
+        vector per record: `[records, figures]` (`unpack` gives them by key).
 
-        A few vectorized operations for all variables and layers at once:
-        norms, the cosine with the previous record, dead units, saturation,
-        activation mean and standard deviation, histogram edges. (A record
-        runs right after a training step has filled the caches with its
-        own data, where each NumPy call costs several times what it costs
-        in a loop: hence few, whole-array calls.)
+        A few whole-array operations for all records, variables and layers
+        at once: norms, the cosine with the previous record, dead units,
+        saturation, activation mean and standard deviation, histogram
+        edges. (NumPy's cost is per call, and right after a training step,
+        with the caches full of the step's data, each call costs several
+        times what it costs in a loop: hence few calls, for many records.)
+
+        Args:
+            raws: `[records, n]` raw vectors (`read`).
+            window_starts: `[records]` device step counts when each window
+                began.
+            prev_valids: `[records]` whether an earlier record took a
+                snapshot (the cosine needs one).
         """
+        raw = self._split(np.asarray(raws, np.float64))
+        b = len(window_starts)
         bins = self.bins
-        snap = bool(raw["snap_dstep"] > window_start)
-        v = {"has_snapshot": float(snap), "dstep": raw["dstep"]}
+        snap = raw["snap_dstep"].reshape(b) > np.asarray(window_starts)
+        v = {"has_snapshot": snap.astype(np.float64), "dstep": raw["dstep"].reshape(b)}
         lohi = []
         with np.errstate(all="ignore"):
             sumsq = 2.0 * raw["sumsq"]
-            global_sq = float(np.sum(sumsq[: self.n_variables]))
-            v["global_norm"] = (
-                math.sqrt(global_sq) if math.isfinite(global_sq) else math.nan
+            global_sq = np.sum(sumsq[:, : self.n_variables], axis=1)
+            v["global_norm"] = np.where(
+                np.isfinite(global_sq), np.sqrt(global_sq), np.nan
             )
             if self.var_pos:
                 w = len(self.var_pos)
-                sq = sumsq[self.var_pos]
+                sq = sumsq[:, self.var_pos]
                 v["norm"] = np.sqrt(sq)
-                v["nonfinite"] = raw["nonfinite"][self.var_pos]
-                v["gcounts"] = np.round(raw["ghist"][:w])
-                lohi.append(raw["glohi"][:w])
+                v["nonfinite"] = raw["nonfinite"][:, self.var_pos]
+                v["gcounts"] = np.round(raw["ghist"][:, :w])
+                lohi.append(raw["glohi"][:, :w])
             if self.grad_layers:
-                m = self._owner_matrix
-                v["layer_norm"] = np.sqrt(m @ sq)
+                m = self._owner_matrix.T
+                v["layer_norm"] = np.sqrt(sq @ m)
                 if "dots" in raw:
-                    dot = m @ raw["dots"][0]
-                    denom = np.sqrt((m @ raw["dots"][1]) * (m @ sq))
-                    ok = (bool(prev_valid) and snap) & (denom > 0) & np.isfinite(denom)
+                    dot = raw["dots"][:, 0] @ m
+                    denom = np.sqrt((raw["dots"][:, 1] @ m) * (sq @ m))
+                    ok = (np.asarray(prev_valids, bool) & snap)[:, None]
+                    ok = ok & (denom > 0) & np.isfinite(denom)
                     v["cosine"] = dot / np.where(ok, denom, 1.0)
-                    v["cosine_ok"] = ok
+                    v["cosine_ok"] = ok.astype(np.float64)
             if self.sites:
-                stats, hist, site_lohi, dead = self._site_raw(raw)
-                saturated, pairs, s1, s2 = stats.T
+                stats, hist, site_lohi, dead = self._site_raw(raw, b)
+                saturated, pairs, s1, s2 = np.moveaxis(stats, 2, 0)
                 safe = np.where(pairs > 0, pairs, 1.0)
                 mean = s1 / safe
                 v["pairs"] = pairs
@@ -186,36 +200,37 @@ class RecordProgram:
                 v["mean"] = mean
                 v["std"] = np.sqrt(np.maximum(s2 / safe - mean * mean, 0.0))
                 if self.tracked:
-                    v["dead"] = dead
+                    units = np.array([self.units[i] for i in self.tracked], np.float64)
+                    v["dead"] = np.round(dead)
+                    v["dead_fraction"] = np.where(
+                        units > 0, v["dead"] / np.where(units > 0, units, 1.0), 0.0
+                    )
                 v["acounts"] = np.round(hist)
                 lohi.append(site_lohi)
             if lohi:  # every histogram's edges at once
-                edges = _edges(np.concatenate(lohi) if len(lohi) > 1 else lohi[0], bins)
+                edges = _edges(np.concatenate(lohi, axis=1), bins)
                 if self.var_pos:
-                    v["gedges"] = edges[:w]
+                    v["gedges"] = edges[:, :w]
                 if self.sites:
-                    v["aedges"] = edges[len(edges) - len(self.sites) :]
-        return self._pack(v)
+                    v["aedges"] = edges[:, edges.shape[1] - len(self.sites) :]
+        return self._pack(v, b)
 
-    def _pack(self, values):
-        """`values` copied into one vector, laid out by `layout` (made from
-        the first record's shapes: every record has the same keys)."""
+    def _pack(self, values, records):
+        """`values` (`{key: [records, *shape]}`) copied into one vector per
+        record, laid out by `layout` (made from the first records' shapes:
+        every record has the same keys)."""
         if self.layout is None:
             layout, offset = {}, 0
             for key, value in values.items():
-                shape = np.shape(value) or (1,)
+                shape = np.shape(value)[1:] or (1,)
                 n = int(np.prod(shape))
                 layout[key] = (offset, shape, n)
                 offset += n
-            self._buffer = np.zeros(offset)
-            self._views = [
-                (key, self._buffer[o : o + n].reshape(shape))
-                for key, (o, shape, n) in layout.items()
-            ]
-            self.layout = layout
-        for key, view in self._views:
-            view[...] = values[key]
-        return self._buffer.copy()
+            self.layout, self._size = layout, offset
+        out = np.empty((records, self._size))
+        for key, (offset, shape, n) in self.layout.items():
+            out[:, offset : offset + n] = np.reshape(values[key], (records, n))
+        return out
 
     def _site_plan(self):
         """Where each site's raw values are (sites in `self.sites` order,
@@ -242,79 +257,113 @@ class RecordProgram:
         plan["segments"] = np.array(plan["segments"], np.int64)
         return plan
 
-    def _site_raw(self, raw):
-        """`(stats [S, 4], hist [S, bins], lohi [S, 2], dead [T])` of the
-        sites from the raw values: `[saturated, pairs, sum, sum of squares]`,
-        the snapshot histogram and its range, and the tracked sites' dead
-        units (a unit is dead when no step of the window fired it)."""
+    def _site_raw(self, raw, records):
+        """`(stats [B, S, 4], hist [B, S, bins], lohi [B, S, 2], dead [B, T])`
+        of the sites from the raw values of B records: `[saturated, pairs,
+        sum, sum of squares]`, the snapshot histogram and its range, and the
+        tracked sites' dead units (a unit is dead when no step of the window
+        fired it)."""
         plan = self._plan
         n = len(self.sites)
-        stats = np.zeros([n, 4])
-        hist = np.zeros([n, self.bins])
-        lohi = np.zeros([n, 2])
+        stats = np.zeros([records, n, 4])
+        hist = np.zeros([records, n, self.bins])
+        lohi = np.zeros([records, n, 2])
         if plan["packed"]:
             at, rows = plan["packed"], plan["rows"]
             # `site_sums` holds half the sums of squares (`tf.nn.l2_loss`).
-            stats[at] = raw["site_sums"][rows] * [1.0, 1.0, 1.0, 2.0]
-            hist[at] = raw["site_hist"][rows]
-            lohi[at] = raw["site_lohi"][rows]
+            stats[:, at] = raw["site_sums"][:, rows] * [1.0, 1.0, 1.0, 2.0]
+            hist[:, at] = raw["site_hist"][:, rows]
+            lohi[:, at] = raw["site_lohi"][:, rows]
         for i, key in plan["own"]:
-            stats[i] = raw[f"stats/{key}"]
-            hist[i] = raw[f"hist/{key}"]
-            lohi[i] = raw[f"lohi/{key}"]
-        dead = np.zeros(len(self.tracked))
+            stats[:, i] = raw[f"stats/{key}"]
+            hist[:, i] = raw[f"hist/{key}"]
+            lohi[:, i] = raw[f"lohi/{key}"]
+        dead = np.zeros([records, len(self.tracked)])
         segments = plan["segments"]
         packed = segments >= 0
         if packed.any():
             quiet = ~(raw["peak"] > self.state.dead_tolerance)  # NaN: not fired
-            per_slice = np.add.reduceat(quiet, plan["starts"], dtype=np.int64)
-            dead[packed] = per_slice[segments[packed]]
+            per_slice = np.add.reduceat(quiet, plan["starts"], axis=1, dtype=np.int64)
+            dead[:, packed] = per_slice[:, segments[packed]]
         for t in np.flatnonzero(~packed):  # a site with its own `alive` counts
-            dead[t] = np.sum(raw[f"alive/{id(self.sites[self.tracked[t]])}"] <= 0)
+            alive = raw[f"alive/{id(self.sites[self.tracked[t]])}"]
+            dead[:, t] = np.sum(alive.reshape(records, -1) <= 0, axis=1)
         return stats, hist, lohi, dead
 
     # ---- host ---------------------------------------------------------------
 
     def unpack(self, flat):
-        """`{key: array}` views of a packed vector."""
-        out = {}
-        for key, (offset, shape, n) in self.layout.items():
-            out[key] = flat[offset : offset + n].reshape(shape)
-        return out
+        """`{key: array}` views of a packed vector (`[figures]`), or of
+        several (`[records, figures]`: each array gets a leading axis)."""
+        lead = flat.shape[:-1]
+        return {
+            key: flat[..., offset : offset + n].reshape(lead + shape)
+            for key, (offset, shape, n) in self.layout.items()
+        }
 
-    def dead(self, figures):
-        """`{layer: (dead fraction, dead units, units)}` of tracked sites."""
-        out = {}
-        for k, i in enumerate(self.tracked):
-            dead = int(round(float(figures["dead"][k])))
-            units = self.units[i]
-            out[self.site_names[i]] = (dead / units if units else 0.0, dead, units)
-        return out
+    def _scalar_plan(self):
+        """Every scalar a record may hold, in event order, from the packed
+        layout: `(tag, layer, key, column, condition)`. A layer's scalar
+        (`layer` not None) is `key` of its history entry. The value is
+        `packed[column]`; it exists when `condition` is -1 or
+        `packed[condition] > 0` (the rules of docs/CONTRACTS.md)."""
+        if self._scalars is not None:
+            return self._scalars
+        layout = self.layout
 
-    def layer_values(self, figures):
-        """`{layer: {key: value}}` of the per-layer scalars, `None` where a
-        figure does not exist (the rules of docs/CONTRACTS.md)."""
-        layers = {name: {} for name in self.layer_names}
-        for k, name in enumerate(self.grad_layers):
-            layers[name]["gradient_norm"] = float(figures["layer_norm"][k])
-            ok = "cosine_ok" in figures and figures["cosine_ok"][k] > 0
-            layers[name]["gradient_cosine"] = (
-                float(figures["cosine"][k]) if ok else None
-            )
-        dead = self.dead(figures) if self.tracked else {}
-        for i, (name, site) in enumerate(zip(self.site_names, self.sites)):
-            entry = layers[name]
-            entry["units"] = int(self.units[i])
-            if name in dead:
-                fraction, n_dead, units = dead[name]
-                entry["dead_units"] = n_dead
-                entry["dead_fraction"] = fraction if units else None
-            if figures["pairs"][i] > 0:
-                if site.derivative is not None:
-                    entry["saturation"] = float(figures["saturation"][i])
-                entry["activation_mean"] = float(figures["mean"][i])
-                entry["activation_std"] = float(figures["std"][i])
-        return layers
+        def at(key, i=0):
+            return layout[key][0] + i
+
+        plan = [("gradient_norm/global", None, None, at("global_norm"), -1)]
+        for key, figure in (("gradient_norm", "norm"), ("nonfinite_gradients", "nonfinite")):
+            for j, path in enumerate(self.var_paths):
+                plan.append((f"{key}/{path}", None, None, at(figure, j), -1))
+        grad_index = {name: k for k, name in enumerate(self.grad_layers)}
+        site_index = {name: i for i, name in enumerate(self.site_names)}
+        tracked = {i: t for t, i in enumerate(self.tracked)}
+        for name in self.layer_names:
+            entries = []
+            k = grad_index.get(name)
+            if k is not None:
+                entries.append(("gradient_norm", at("layer_norm", k), -1))
+                if "cosine" in layout:
+                    entries.append(("gradient_cosine", at("cosine", k), at("cosine_ok", k)))
+            i = site_index.get(name)
+            if i is not None:
+                pairs = at("pairs", i)
+                if i in tracked:
+                    entries.append(("dead_units", at("dead", tracked[i]), -1))
+                    if self.units[i]:
+                        entries.append(("dead_fraction", at("dead_fraction", tracked[i]), -1))
+                if self.sites[i].derivative is not None:
+                    entries.append(("saturation", at("saturation", i), pairs))
+                entries.append(("activation_mean", at("mean", i), pairs))
+                entries.append(("activation_std", at("std", i), pairs))
+            plan += [(f"{key}/{name}", name, key, c, cond) for key, c, cond in entries]
+        self._scalars = plan
+        self._scalar_tags = np.array([tag for tag, *_ in plan], object)
+        self._scalar_columns = np.array([c for *_, c, _ in plan], np.int64)
+        self._scalar_conditions = np.array([cond for *_, cond in plan], np.int64)
+        return plan
+
+    def scalars(self, flats):
+        """`(values, present)`, both `[records, scalars]`: every scalar of
+        `_scalar_plan` per record, and whether it exists."""
+        self._scalar_plan()
+        values = flats[:, self._scalar_columns]
+        present = np.ones(values.shape, bool)
+        conditional = self._scalar_conditions >= 0
+        present[:, conditional] = flats[:, self._scalar_conditions[conditional]] > 0
+        return values, present
+
+    def dead(self, flats):
+        """`{layer: (dead fraction [records], dead units [records], units)}`
+        of the tracked sites, from packed vectors `[records, figures]`."""
+        f = self.unpack(flats)
+        return {
+            self.site_names[i]: (f["dead_fraction"][:, t], f["dead"][:, t], self.units[i])
+            for t, i in enumerate(self.tracked)
+        }
 
     def record(self, flat, *, step, epoch, steps):
         """Unpacks one record (docs/CONTRACTS.md, "GradientMonitor history")."""
@@ -342,10 +391,8 @@ class RecordProgram:
                     else None
                 ),
             }
-        values = self.layer_values(f)
-        site_index = {name: i for i, name in enumerate(self.site_names)}
         for name in self.layer_names:
-            entry = {
+            record["layers"][name] = {
                 "depth": self.depth[name],
                 "gradient_norm": None,
                 "gradient_cosine": None,
@@ -357,69 +404,82 @@ class RecordProgram:
                 "activation_std": None,
                 "activation_histogram": None,
             }
-            entry.update(values[name])
-            i = site_index.get(name)
-            if i is not None and snap:
+        for i, name in enumerate(self.site_names):
+            entry = record["layers"][name]
+            entry["units"] = int(self.units[i])
+            if snap:
                 entry["activation_histogram"] = {
                     "edges": f["aedges"][i].copy(),
                     "counts": np.rint(f["acounts"][i]).astype(np.int64),
                 }
-            record["layers"][name] = entry
+        for _, name, key, column, condition in self._scalar_plan():
+            if name is not None and (condition < 0 or flat[condition] > 0):
+                value = float(flat[column])
+                record["layers"][name][key] = int(value) if key == "dead_units" else value
         return record
 
-    def write_events(self, file, encoder, flat, step, image=True):
-        """Writes one record's TensorBoard values to an `events.EventFile`."""
-        f = self.unpack(flat)
+    def write_events(self, file, encoder, flats, steps, wall_times, image=True):
+        """Writes records' TensorBoard values to an `events.EventFile`, one
+        event per record.
+
+        Args:
+            file: The `events.EventFile`.
+            encoder: The fit's `events.Encoder`.
+            flats: `[records, figures]` packed vectors (`figures`).
+            steps: `[records]` their steps.
+            wall_times: `[records]` when each record's window ended.
+            image: Whether to write the depth-profile picture.
+        """
         seen = file.seen
-        snap = f["has_snapshot"][0] > 0
-        tags = ["gradient_norm/global"] + self._variable_tags
-        none = np.zeros([0])
-        numbers = [f["global_norm"], f.get("norm", none), f.get("nonfinite", none)]
-        values = self.layer_values(f)
-        layer_tags, layer_numbers = [], []
-        for name in self.layer_names:
-            for key, value in values[name].items():
-                if value is not None and key != "units":
-                    layer_tags.append(f"{key}/{name}")
-                    layer_numbers.append(value)
-        tags += layer_tags
-        numbers.append(layer_numbers)
-        out = [encoder.scalars(tuple(tags), np.concatenate(numbers), seen)]
-        if snap:
-            out.append(
-                encoder.histograms(
-                    self._histogram_tags,
-                    _rows(
-                        [f.get("gedges"), f.get("aedges")],
-                        [f.get("gcounts"), f.get("acounts")],
-                    ),
-                    seen,
-                )
+        values, present = self.scalars(flats)
+        out = [[part] for part in encoder.scalar_rows(
+            tuple(self._scalar_tags), values, present, seen
+        )]
+        f = self.unpack(flats)
+        snaps = np.flatnonzero(f["has_snapshot"][:, 0] > 0)
+        if snaps.size and self._histogram_tags:
+            rows = _rows(
+                [f.get("gedges"), f.get("aedges")], [f.get("gcounts"), f.get("acounts")]
             )
+            for i, part in zip(
+                snaps, encoder.histogram_rows(self._histogram_tags, rows[snaps], seen)
+            ):
+                out[i].append(part)
         if image:
-            layout = plots.depth_profile_layout(
-                *[
-                    [values[n].get(key) for n in self.layer_names]
-                    for key in ("gradient_norm", "dead_fraction", "activation_mean")
-                ]
-            )
-            out.append(
-                encoder.image(
-                    "depth_profile",
-                    plots.draw_indexed(layout),
-                    seen,
-                    palette=plots.PALETTE,
+            pictures = plots.depth_profiles(*self._depth_values(f, len(flats)))
+            for i, picture in enumerate(pictures):
+                out[i].append(
+                    encoder.image("depth_profile", picture, seen, palette=plots.PALETTE)
                 )
+        for i, parts in enumerate(out):
+            file.write(steps[i], parts, wall_times[i])
+
+    def _depth_values(self, f, records):
+        """`[records, layers]` gradient norms, dead fractions and activation
+        means in depth order, NaN where a layer has none."""
+        n = len(self.layer_names)
+        out = [np.full((records, n), np.nan) for _ in range(3)]
+        index = {name: d for d, name in enumerate(self.layer_names)}
+        if self.grad_layers:
+            out[0][:, [index[name] for name in self.grad_layers]] = f["layer_norm"]
+        if self.tracked:
+            fractions = np.where(
+                [self.units[i] > 0 for i in self.tracked], f["dead_fraction"], np.nan
             )
-        file.write(step, out)
+            out[1][:, [index[self.site_names[i]] for i in self.tracked]] = fractions
+        if self.sites:
+            out[2][:, [index[name] for name in self.site_names]] = np.where(
+                f["pairs"] > 0, f["mean"], np.nan
+            )
+        return out
 
 
 def _rows(edges, counts):
-    """`[n, bins, 3]` rows `[left edge, right edge, count]` of the histograms
-    whose `[m, bins + 1]` edges and `[m, bins]` counts are listed (arrays
-    that may be missing, `None`)."""
+    """`[records, n, bins, 3]` rows `[left edge, right edge, count]` of the
+    histograms whose `[records, m, bins + 1]` edges and `[records, m, bins]`
+    counts are listed (arrays that may be missing, `None`)."""
     edges = [e for e in edges if e is not None]
     counts = [c for c in counts if c is not None]
-    edges = np.concatenate(edges) if edges else np.zeros([0, 1])
-    counts = np.concatenate(counts) if counts else np.zeros([0, 0])
-    return np.stack([edges[:, :-1], edges[:, 1:], counts], axis=2)
+    edges = np.concatenate(edges, axis=1)
+    counts = np.concatenate(counts, axis=1)
+    return np.stack([edges[..., :-1], edges[..., 1:], counts], axis=-1)
