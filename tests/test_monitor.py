@@ -168,6 +168,37 @@ def test_snapshot_step_hands_its_window_to_the_record(monkeypatch):
     assert monitor.history[2]["layers"]["h0"]["dead_units"] == int(np.sum(np.all(pre <= 0, axis=0)))
 
 
+def test_epoch_records_need_no_record_program(monkeypatch):
+    # With one record per epoch of known length, each epoch's last step
+    # hands its accumulators over; the end of fit finds no open window and
+    # reads nothing more (a read would trace the record program), while an
+    # execution after the last record (steps_per_execution 3 over 4 steps)
+    # still goes through the program.
+    from keras_activations.monitor import figures
+
+    handed = []
+    original = figures.RecordProgram.read
+
+    def spy(self, raw=None):
+        handed.append(raw is not None)
+        return original(self, raw)
+
+    monkeypatch.setattr(figures.RecordProgram, "read", spy)
+    model = _mlp(activation="relu")
+    x, y = _data()
+    monitor = GradientMonitor()
+    _fit(model, x, y, monitor, epochs=3)
+    assert handed == [True, True, True]
+    assert [(r["step"], r["steps"]) for r in monitor.history] == [(4, 4), (8, 4), (12, 4)]
+    handed.clear()
+    model = _mlp(activation="relu")
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse", steps_per_execution=3)
+    monitor = GradientMonitor()
+    _fit(model, x, y, monitor, epochs=2)
+    assert handed == [False, False]
+    assert [(r["step"], r["steps"]) for r in monitor.history] == [(4, 4), (8, 4)]
+
+
 def test_activation_figures_equal_numpy_over_the_window():
     model = _mlp(activation="tanh")
     x, y = _data()
