@@ -141,10 +141,10 @@ def test_gradient_cosine_per_epoch_of_unknown_length():
         np.testing.assert_allclose(second["layers"][name]["gradient_cosine"], 1.0, rtol=1e-6)
 
 
-def test_snapshot_step_hands_its_window_to_the_record(monkeypatch):
-    # With one step per execution a window's snapshot step reads and resets
-    # the accumulators itself; the record program runs only for a window
-    # without one (here the partial window that ends the fit).
+def _spy_reads(monkeypatch):
+    """A list that gets, for each record's read of the accumulators,
+    whether its snapshot step handed them over (else the record program
+    read them)."""
     from keras_activations.monitor import figures
 
     handed = []
@@ -155,6 +155,14 @@ def test_snapshot_step_hands_its_window_to_the_record(monkeypatch):
         return original(self, raw)
 
     monkeypatch.setattr(figures.RecordProgram, "read", spy)
+    return handed
+
+
+def test_snapshot_step_hands_its_window_to_the_record(monkeypatch):
+    # With one step per execution a window's snapshot step reads and resets
+    # the accumulators itself; the record program runs only for a window
+    # without one (here the partial window that ends the fit).
+    handed = _spy_reads(monkeypatch)
     model = _mlp(activation="relu")
     x, y = _data(n=40)
     monitor = GradientMonitor(update_freq=2)
@@ -174,16 +182,7 @@ def test_epoch_records_need_no_record_program(monkeypatch):
     # reads nothing more (a read would trace the record program), while an
     # execution after the last record (steps_per_execution 3 over 4 steps)
     # still goes through the program.
-    from keras_activations.monitor import figures
-
-    handed = []
-    original = figures.RecordProgram.read
-
-    def spy(self, raw=None):
-        handed.append(raw is not None)
-        return original(self, raw)
-
-    monkeypatch.setattr(figures.RecordProgram, "read", spy)
+    handed = _spy_reads(monkeypatch)
     model = _mlp(activation="relu")
     x, y = _data()
     monitor = GradientMonitor()
