@@ -31,8 +31,9 @@ the dot product of each watched gradient with the previous record's, and a
 copy of the gradient for the next record's (`_cosine_snapshot`).
 Histogram edges are `bins` equal-width buckets spanning the snapshot's own
 [min, max] (finite values only), so a histogram is exact for its step, like
-TensorBoard's own; counting is O(n) in time and memory
-(`tf.histogram_fixed_width`, or a segment sum under XLA, never a one-hot).
+TensorBoard's own; counting is O(n) in time and memory (on a CPU the
+compiled kernel of `native`, else `tf.histogram_fixed_width`, or a segment
+sum under XLA; never a one-hot).
 
 Variables are created outside the traced step, owned by the callback and
 never tracked by the model. Under a `tf.distribute` strategy they are
@@ -48,6 +49,7 @@ import tensorflow as tf
 from tensorflow.core.framework import attr_value_pb2
 
 from keras_activations.builtin_derivatives import StepOfOutput
+from keras_activations.monitor import native
 
 _SUM = tf.VariableAggregation.SUM
 _FIRST = tf.VariableAggregation.ONLY_FIRST_REPLICA
@@ -120,13 +122,20 @@ def histogram(x, bins, use_segment_sum, safe):
 
 
 def histograms(xs, bins, use_segment_sum, finite):
-    """`histogram` of each tensor in `xs`, stacked: `([k, bins], [k, 2])`.
+    """`histogram` of each float32 tensor in `xs`, stacked: `([k, bins],
+    [k, 2])`.
 
-    `finite` (a boolean tensor) says that no value is NaN/inf, as the
-    caller knows from a finite sum of squares: then each histogram is three
-    passes (min, max, count) instead of the eight with temporaries that
-    leaving non-finite values out takes, which only run when needed.
+    On a CPU without XLA, one call of the monitor's compiled kernel
+    (`native`), which leaves non-finite values out itself. Otherwise
+    TensorFlow's ops: `finite` (a boolean tensor) says that no value is
+    NaN/inf, as the caller knows from a finite sum of squares; then each
+    histogram is three passes (min, max, count) instead of the eight with
+    temporaries that leaving non-finite values out takes, which only run
+    when needed.
     """
+    kernel = None if use_segment_sum else native.histograms_op()
+    if kernel is not None:
+        return kernel(list(xs), bins=bins)
 
     def take(safe):
         def fn():

@@ -1,0 +1,265 @@
+"""The monitor's compiled histogram kernel (`monitor/native.py`,
+`monitor/histograms.cc`): its counts against an independent NumPy
+reference and TensorFlow's op, at the edges; its build cache; and the
+fallback to TensorFlow's ops when it can't be built.
+
+Where a C++ compiler is found, the kernel must build and load (these tests
+fail otherwise); without one, the tests that need it are skipped.
+"""
+
+import logging
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import pytest
+import keras
+import tensorflow as tf
+
+from keras_activations import GradientMonitor
+from keras_activations.monitor import accumulators
+from keras_activations.monitor import native
+
+F32_MAX = np.finfo(np.float32).max
+
+
+@pytest.fixture(scope="module")
+def kernel():
+    if native._compiler() is None:
+        pytest.skip("no C++ compiler: the monitor uses tf.histogram_fixed_width")
+    op = native.histograms_op()
+    assert op is not None, native.reason
+    return op
+
+
+def _reference(x, bins):
+    """NumPy, in float64: the finite values' [min, max] (widened like the
+    monitor when they are equal) and the bucket counts of
+    tf.histogram_fixed_width over it."""
+    x = np.asarray(x, np.float32).ravel()
+    finite = x[np.isfinite(x)]
+    lo = np.float32(finite.min()) if finite.size else np.float32(0.0)
+    hi = np.float32(finite.max()) if finite.size else np.float32(0.0)
+    if not hi > lo:
+        hi = np.float32(lo + np.float32(max(abs(lo), 1.0)) * np.float32(1e-3))
+    scaled = (finite.astype(np.float64) - lo) / (np.float64(hi) - np.float64(lo)) * bins
+    index = np.clip(np.floor(scaled), 0, bins - 1).astype(np.int64)
+    return np.bincount(index, minlength=bins).astype(np.float64), np.array([lo, hi]), scaled
+
+
+def _near_edges(scaled, bins):
+    """How many values lie within float32 rounding of an inner edge."""
+    inner = (scaled > 0.5) & (scaled < bins - 0.5)
+    return int(np.sum(inner & (np.abs(scaled - np.round(scaled)) < 1e-5 * bins)))
+
+
+def _check(kernel, xs, bins):
+    counts, lohi = kernel([tf.constant(np.asarray(x, np.float32)) for x in xs], bins=bins)
+    assert counts.shape == (len(xs), bins) and counts.dtype == tf.float64
+    assert lohi.shape == (len(xs), 2) and lohi.dtype == tf.float32
+    for k, x in enumerate(xs):
+        expected, edges, scaled = _reference(x, bins)
+        np.testing.assert_array_equal(lohi[k].numpy(), edges)
+        assert counts[k].numpy().sum() == expected.sum()
+        # A value within a rounding of an inner edge may be in either bucket.
+        assert np.abs(counts[k].numpy() - expected).sum() <= 2 * _near_edges(scaled, bins)
+
+
+def test_counts_equal_numpy_on_random_tensors(kernel):
+    rng = np.random.RandomState(0)
+    # Sizes around the kernel's chunk (2048) and 8-way unrolling, shapes of
+    # any rank, ranges of very different scales, one-sided (ReLU) outputs.
+    xs = [
+        rng.randn(2048 * 3 + 5) * 1e-3,
+        rng.randn(64, 33),
+        np.maximum(rng.randn(7, 5, 3, 2), 0.0),
+        rng.rand(2047) * 1e6 - 3e5,
+        rng.randn(1),
+        rng.randn(9) * 1e-30,
+    ]
+    for bins in (1, 2, 30, 257):
+        _check(kernel, xs, bins)
+
+
+def test_counts_equal_tensorflow_histogram_fixed_width(kernel):
+    rng = np.random.RandomState(1)
+    x = (rng.randn(50_000) * 0.02).astype(np.float32)
+    lo, hi = x.min(), x.max()
+    expected = tf.histogram_fixed_width(x, [lo, hi], nbins=30).numpy()
+    counts, lohi = kernel([tf.constant(x)], bins=30)
+    np.testing.assert_array_equal(lohi[0].numpy(), [lo, hi])
+    _, _, scaled = _reference(x, 30)
+    assert np.abs(counts[0].numpy() - expected).sum() <= 2 * _near_edges(scaled, 30)
+
+
+def test_non_finite_values_are_left_out(kernel):
+    x = np.array([1.0, np.nan, np.inf, -np.inf, 2.0, 3.0, np.nan])
+    counts, lohi = kernel([tf.constant(x, tf.float32)], bins=2)
+    np.testing.assert_array_equal(lohi[0].numpy(), [1.0, 3.0])
+    np.testing.assert_array_equal(counts[0].numpy(), [1.0, 2.0])  # 3 is in the last
+    _check(kernel, [x], 3)
+
+
+def test_no_finite_value_gives_empty_counts_over_0_to_1e_3(kernel):
+    xs = [[np.nan], [np.inf, -np.inf] * 3000, np.zeros([0, 4])]
+    counts, lohi = kernel([tf.constant(np.asarray(x, np.float32)) for x in xs], bins=4)
+    np.testing.assert_array_equal(counts.numpy(), np.zeros([3, 4]))
+    np.testing.assert_array_equal(lohi.numpy(), np.tile(np.float32([0.0, 1e-3]), [3, 1]))
+
+
+def test_constant_tensor_is_one_bucket_right_of_the_value(kernel):
+    xs = [np.full(100, 5.0), np.full(3, -0.25), np.zeros(17)]
+    counts, lohi = kernel([tf.constant(np.asarray(x, np.float32)) for x in xs], bins=10)
+    np.testing.assert_array_equal(counts.numpy()[:, 0], [100, 3, 17])
+    assert counts.numpy()[:, 1:].sum() == 0
+    np.testing.assert_allclose(lohi.numpy()[:, 1] - lohi.numpy()[:, 0], [5e-3, 1e-3, 1e-3], rtol=1e-3)
+
+
+def test_extreme_ranges(kernel):
+    # The largest finite floats are values, not sentinels; a range near the
+    # smallest normal floats (a scale too large for a float) still puts its
+    # top value in the top bucket.
+    xs = [
+        [F32_MAX, -F32_MAX, 0.0],
+        [F32_MAX, np.nan],
+        [1e-37, 2e-37, 1.5e-37],
+        [-F32_MAX, np.inf],
+    ]
+    counts, lohi = kernel([tf.constant(np.asarray(x, np.float32)) for x in xs], bins=4)
+    np.testing.assert_array_equal(lohi[0].numpy(), [-F32_MAX, F32_MAX])
+    np.testing.assert_array_equal(counts[0].numpy(), [1, 0, 1, 1])  # 0 is the middle
+    assert lohi[1, 0] == F32_MAX and counts[1].numpy().sum() == 1
+    np.testing.assert_array_equal(counts[2].numpy(), [1, 0, 1, 1])
+    assert lohi[3, 0] == -F32_MAX and counts[3, 0] == 1
+
+
+def test_monitor_uses_the_kernel_on_cpu_and_not_under_xla(kernel):
+    xs = [tf.ones([3, 2]), tf.zeros([4])]
+
+    def ops(use_segment_sum):  # the op types of the graph and its branches
+        graph = tf.function(
+            lambda: accumulators.histograms(xs, 5, use_segment_sum, tf.constant(True))
+        ).get_concrete_function().graph.as_graph_def()
+        types = {node.op for node in graph.node}
+        for function in graph.library.function:
+            types |= {node.op for node in function.node_def}
+        return types
+
+    assert "KerasActivationsHistograms" in ops(False)
+    assert "HistogramFixedWidth" not in ops(False)
+    types = ops(True)  # XLA: no custom op has an XLA kernel
+    assert "KerasActivationsHistograms" not in types
+    assert "UnsortedSegmentSum" in types
+
+
+def _fit_records(activation="relu", nan=False):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input((4,))]
+        + [keras.layers.Dense(16, activation=activation) for _ in range(2)]
+        + [keras.layers.Dense(1)]
+    )
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+    rng = np.random.RandomState(0)
+    x = rng.randn(48, 4).astype("float32")
+    y = rng.randn(48, 1).astype("float32")
+    if nan:
+        x[5, 1] = np.nan  # the first batch's gradients are NaN
+    monitor = GradientMonitor(update_freq=2, bins=12)
+    model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0, callbacks=[monitor])
+    return monitor.history
+
+
+def _histograms(history):
+    out = []
+    for record in history:
+        for entry in list(record["variables"].values()) + list(record["layers"].values()):
+            hist = entry.get("histogram", entry.get("activation_histogram"))
+            if hist is not None:
+                out.append((hist["edges"], hist["counts"]))
+    return out
+
+
+@pytest.mark.parametrize("nan", [False, True])
+def test_records_equal_those_of_tensorflow_ops(kernel, monkeypatch, nan):
+    with_kernel = _histograms(_fit_records(nan=nan))
+    monkeypatch.setattr(native, "_module", None)  # as if it could not be built
+    without = _histograms(_fit_records(nan=nan))
+    assert len(with_kernel) == len(without) > 0
+    for (e1, c1), (e2, c2) in zip(with_kernel, without):
+        np.testing.assert_array_equal(e1, e2)
+        assert c1.sum() == c2.sum()
+        assert np.abs(c1 - c2).max() <= 1  # a value on an edge
+
+
+def test_without_a_compiler_the_monitor_logs_once_and_falls_back(
+    monkeypatch, tmp_path, caplog
+):
+    monkeypatch.setenv("KERAS_ACTIVATIONS_CACHE", str(tmp_path))
+    monkeypatch.setattr(native, "_compiler", lambda: None)
+    monkeypatch.setattr(native, "_module", native._UNSET)
+    with caplog.at_level(logging.WARNING, logger=native.__name__):
+        history = _fit_records()
+        assert native.load() is None
+    assert "no C++ compiler found" in native.reason
+    messages = [r.getMessage() for r in caplog.records if "histogram kernel" in r.getMessage()]
+    assert len(messages) == 1 and "tf.histogram_fixed_width" in messages[0]
+    for edges, counts in _histograms(history):
+        assert counts.sum() > 0 and np.all(np.diff(edges) > 0)
+
+
+def test_disabled_by_the_environment(monkeypatch):
+    monkeypatch.setattr(native, "_module", native._UNSET)
+    monkeypatch.setenv("KERAS_ACTIVATIONS_NATIVE", "0")
+    assert native.histograms_op() is None
+    assert native.reason == "disabled by KERAS_ACTIVATIONS_NATIVE"
+
+
+def test_build_is_cached_and_atomic(monkeypatch, tmp_path):
+    monkeypatch.setenv("KERAS_ACTIVATIONS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(native, "_compiler", lambda: "/usr/bin/c++")
+    calls = []
+
+    class Done:
+        returncode, stderr = 0, ""
+
+    def run(command, **kwargs):
+        calls.append(command)
+        out = command[command.index("-o") + 1]
+        assert os.path.dirname(out) == str(tmp_path / "cache")
+        assert out != native.library_path("/usr/bin/c++")  # a temporary name
+        with open(out, "wb") as f:
+            f.write(b"library")
+        return Done()
+
+    monkeypatch.setattr(native.subprocess, "run", run)
+    path = native.build()
+    assert path == native.library_path("/usr/bin/c++") and open(path, "rb").read() == b"library"
+    assert native.build() == path and len(calls) == 1  # built once
+    assert os.listdir(tmp_path / "cache") == [os.path.basename(path)]
+    assert "-O3" in calls[0] and native._SOURCE in calls[0]
+
+
+def test_failed_build_names_the_compiler_and_its_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("KERAS_ACTIVATIONS_CACHE", str(tmp_path))
+    monkeypatch.setattr(native, "_compiler", lambda: "/usr/bin/c++")
+
+    class Failed:
+        returncode, stderr = 1, "histograms.cc:1: error: something broke"
+
+    monkeypatch.setattr(native.subprocess, "run", lambda command, **kwargs: Failed())
+    with pytest.raises(RuntimeError, match="(?s)/usr/bin/c\\+\\+ failed to build .*something broke"):
+        native.build()
+    assert os.listdir(tmp_path) == []  # no half-written library left
+
+
+def test_library_path_depends_on_the_source_and_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("KERAS_ACTIVATIONS_CACHE", str(tmp_path / "a"))
+    a = native.library_path("/usr/bin/c++")
+    assert a.startswith(str(tmp_path / "a")) and a.endswith(".so")
+    assert native.library_path("/usr/bin/clang++") != a
+    source = tmp_path / "histograms.cc"
+    source.write_text(open(native._SOURCE).read() + "\n// changed\n")
+    monkeypatch.setattr(native, "_SOURCE", str(source))
+    assert native.library_path("/usr/bin/c++") != a
