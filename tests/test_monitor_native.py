@@ -1,10 +1,11 @@
-"""The monitor's compiled histogram kernel (`monitor/native.py`,
-`monitor/histograms.cc`): its counts against an independent NumPy
-reference and TensorFlow's op, at the edges; its build cache; and the
-fallback to TensorFlow's ops when it can't be built.
+"""The monitor's compiled kernels (`monitor/native.py`, `monitor/kernels.cc`):
+their figures against independent NumPy references and TensorFlow's ops,
+at the edges; the records they give against those of TensorFlow's ops;
+their build cache; and the fallback to TensorFlow's ops when they can't be
+built.
 
-Where a C++ compiler is found, the kernel must build and load (these tests
-fail otherwise); without one, the tests that need it are skipped.
+Where a C++ compiler is found, the kernels must build and load (these tests
+fail otherwise); without one, the tests that need them are skipped.
 """
 
 import logging
@@ -24,13 +25,21 @@ from keras_activations.monitor import native
 F32_MAX = np.finfo(np.float32).max
 
 
-@pytest.fixture(scope="module")
-def kernel():
+def _required(op):
     if native._compiler() is None:
-        pytest.skip("no C++ compiler: the monitor uses tf.histogram_fixed_width")
-    op = native.histograms_op()
+        pytest.skip("no C++ compiler: the monitor uses TensorFlow's ops")
     assert op is not None, native.reason
     return op
+
+
+@pytest.fixture(scope="module")
+def kernel():
+    return _required(native.histograms_op())
+
+
+@pytest.fixture(scope="module")
+def counts_op():
+    return _required(native.positive_counts_op())
 
 
 def _reference(x, bins):
@@ -154,11 +163,12 @@ def test_monitor_uses_the_kernel_on_cpu_and_not_under_xla(kernel):
 
 
 def _fit_records(activation="relu", nan=False):
+    """The history of a small 2-hidden-layer fit, records every 2 steps."""
     keras.utils.set_random_seed(0)
     model = keras.Sequential(
         [keras.Input((4,))]
-        + [keras.layers.Dense(16, activation=activation) for _ in range(2)]
-        + [keras.layers.Dense(1)]
+        + [keras.layers.Dense(16, activation=activation, name=f"h{i}") for i in range(2)]
+        + [keras.layers.Dense(1, name="out")]
     )
     model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
     rng = np.random.RandomState(0)
@@ -181,16 +191,73 @@ def _histograms(history):
     return out
 
 
+_SITE_FIGURES = ("dead_units", "dead_fraction", "saturation", "activation_mean", "activation_std")
+
+
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "tanh"])
 @pytest.mark.parametrize("nan", [False, True])
-def test_records_equal_those_of_tensorflow_ops(kernel, monkeypatch, nan):
-    with_kernel = _histograms(_fit_records(nan=nan))
+def test_records_equal_those_of_tensorflow_ops(kernel, monkeypatch, nan, activation):
+    history = _fit_records(activation, nan=nan)
     monkeypatch.setattr(native, "_module", None)  # as if it could not be built
-    without = _histograms(_fit_records(nan=nan))
+    reference = _fit_records(activation, nan=nan)
+    with_kernel, without = _histograms(history), _histograms(reference)
     assert len(with_kernel) == len(without) > 0
     for (e1, c1), (e2, c2) in zip(with_kernel, without):
         np.testing.assert_array_equal(e1, e2)
         assert c1.sum() == c2.sum()
         assert np.abs(c1 - c2).max() <= 1  # a value on an edge
+    for record, expected in zip(history, reference):
+        for name, entry in expected["layers"].items():
+            for key in _SITE_FIGURES:
+                if entry[key] is None:
+                    assert record["layers"][name][key] is None
+                else:
+                    np.testing.assert_allclose(record["layers"][name][key], entry[key], rtol=1e-5)
+
+
+def _positive_counts(kernel, y, axis):
+    """The kernel's figures of `y` with units on `axis`, as the monitor
+    views it."""
+    axes = [a for a in range(y.ndim) if a != axis]
+    fired, sums, positive = accumulators._positive_counts(kernel, tf.constant(y), axes)
+    return fired.numpy(), [float(v) for v in sums], float(positive)
+
+
+@pytest.mark.parametrize(
+    "shape, axis",
+    [((128, 256), 1), ((5, 7), 1), ((4, 6, 6, 3), 3), ((4, 3, 6, 5), 1), ((2, 9, 4), 2)],
+)
+def test_positive_counts_equal_numpy(counts_op, shape, axis):
+    op = counts_op
+    rng = np.random.RandomState(sum(shape))
+    y = np.maximum(rng.randn(*shape), 0).astype(np.float32)
+    y.flat[::7] = -0.5  # a leaky unit's negative outputs are not positive
+    fired, (pairs, total, half_sq), positive = _positive_counts(op, y, axis)
+    axes = tuple(a for a in range(y.ndim) if a != axis)
+    np.testing.assert_array_equal(fired, (y > 0).sum(axis=axes))
+    assert pairs == y.size and positive == (y > 0).sum()
+    y64 = y.astype(np.float64)
+    np.testing.assert_allclose(total, y64.sum(), rtol=1e-6)
+    np.testing.assert_allclose(half_sq, 0.5 * (y64**2).sum(), rtol=1e-6)
+
+
+def test_positive_counts_mark_a_unit_with_nan_and_leave_inf_counted(counts_op):
+    op = counts_op
+    y = np.array([[0.0, 1.0, 2.0], [np.nan, 3.0, np.inf]], np.float32)
+    fired, (pairs, total, half_sq), positive = _positive_counts(op, y, 1)
+    assert np.isnan(fired[0]) and list(fired[1:]) == [2.0, 2.0]
+    assert pairs == 6 and np.isnan(total) and np.isnan(positive) and np.isnan(half_sq)
+    fired, (_, total, half_sq), positive = _positive_counts(op, y[:, 1:], 1)
+    assert list(fired) == [2.0, 2.0] and positive == 4 and total == np.inf and half_sq == np.inf
+
+
+def test_positive_counts_need_static_dimensions_after_the_unit_axis(counts_op):
+    op = counts_op
+    spec = tf.TensorSpec([None, 3, None], tf.float32)
+    seen = []
+    tf.function(lambda y: seen.append(accumulators._positive_counts(op, y, [0, 2])) or 0.0
+                ).get_concrete_function(spec)
+    assert seen == [None]  # the monitor then counts with TensorFlow's ops
 
 
 def test_without_a_compiler_the_monitor_logs_once_and_falls_back(
@@ -203,7 +270,7 @@ def test_without_a_compiler_the_monitor_logs_once_and_falls_back(
         history = _fit_records()
         assert native.load() is None
     assert "no C++ compiler found" in native.reason
-    messages = [r.getMessage() for r in caplog.records if "histogram kernel" in r.getMessage()]
+    messages = [r.getMessage() for r in caplog.records if "compiled kernels" in r.getMessage()]
     assert len(messages) == 1 and "tf.histogram_fixed_width" in messages[0]
     for edges, counts in _histograms(history):
         assert counts.sum() > 0 and np.all(np.diff(edges) > 0)
@@ -246,7 +313,7 @@ def test_failed_build_names_the_compiler_and_its_error(monkeypatch, tmp_path):
     monkeypatch.setattr(native, "_compiler", lambda: "/usr/bin/c++")
 
     class Failed:
-        returncode, stderr = 1, "histograms.cc:1: error: something broke"
+        returncode, stderr = 1, "kernels.cc:1: error: something broke"
 
     monkeypatch.setattr(native.subprocess, "run", lambda command, **kwargs: Failed())
     with pytest.raises(RuntimeError, match="(?s)/usr/bin/c\\+\\+ failed to build .*something broke"):
@@ -259,7 +326,24 @@ def test_library_path_depends_on_the_source_and_cache(monkeypatch, tmp_path):
     a = native.library_path("/usr/bin/c++")
     assert a.startswith(str(tmp_path / "a")) and a.endswith(".so")
     assert native.library_path("/usr/bin/clang++") != a
-    source = tmp_path / "histograms.cc"
+    source = tmp_path / "kernels.cc"
     source.write_text(open(native._SOURCE).read() + "\n// changed\n")
     monkeypatch.setattr(native, "_SOURCE", str(source))
     assert native.library_path("/usr/bin/c++") != a
+
+
+@pytest.mark.parametrize("activation, sites", [("relu", 2), ("leaky_relu", 2), ("tanh", 0)])
+def test_relu_family_sites_are_counted_by_the_kernel(counts_op, monkeypatch, activation, sites):
+    # ReLU-family sites (their derivative a step of their output) use it;
+    # tanh's derivative is not a step, so its sites use TensorFlow's ops.
+    calls = []
+
+    def spy(y):
+        calls.append(tuple(y.shape))
+        return counts_op(y)
+
+    monkeypatch.setattr(native, "positive_counts_op", lambda: spy)
+    history = _fit_records(activation)
+    assert len(calls) == 2 * sites  # each site in both traced train functions
+    assert all(shape == (8, 16, 1) for shape in calls)
+    assert history[-1]["layers"]["h0"]["activation_mean"] is not None

@@ -174,7 +174,21 @@ def _derivative_input(site, x, y):
     return x, y, site.derivative
 
 
-def _site_figures(x, y, derivative, axes, saturation_tolerance):
+def _positive_counts(kernel, y32, axes):
+    """`kernel` (`native.positive_counts_op`) on `y32` viewed as `[outer,
+    units, inner]`: `(fired, [pairs, sum, half sum of squares], positive)`,
+    or `None` when the dimensions after the unit axis are not static."""
+    rank = len(y32.shape)
+    axis = next(a for a in range(rank) if a not in axes)
+    rest = y32.shape[axis:]
+    if any(d is None for d in rest):
+        return None
+    inner = int(np.prod(rest[1:])) if rank > axis + 1 else 1
+    fired, sums = kernel(tf.reshape(y32, [-1, int(rest[0]), inner]))
+    return fired, [sums[0], sums[1], sums[2]], sums[3]
+
+
+def _site_figures(x, y, derivative, axes, saturation_tolerance, kernel=None):
     """One step's figures of an activation site, as plain TensorFlow ops.
 
     Returns `(peak, saturated, sums)`: per unit the largest `|f'(x)|` over
@@ -188,6 +202,11 @@ def _site_figures(x, y, derivative, axes, saturation_tolerance):
     NaN, and `end_step` then recounts with `_nan_safe_figures`.
     """
     y32 = tf.cast(y, tf.float32)
+    if isinstance(derivative, StepOfOutput) and kernel is not None:
+        counted = _positive_counts(kernel, y32, axes)
+        if counted is not None:
+            fired, sums, positive = counted
+            return _step_figures(derivative, fired, positive, sums, saturation_tolerance)
     sums = [tf.cast(tf.size(y32), tf.float32), tf.reduce_sum(y32), tf.nn.l2_loss(y32)]
     if derivative is None:
         return None, None, sums
@@ -200,19 +219,25 @@ def _site_figures(x, y, derivative, axes, saturation_tolerance):
         if derivative.below != 0:  # outputs can be negative
             sign = tf.maximum(sign, 0.0)
         fired = tf.reduce_sum(sign, axis=axes)
-        top = tf.sign(fired)  # 0 or 1 (counts are >= 0), NaN stays NaN
-        peak = derivative.below + (derivative.above - derivative.below) * top
         positive = tf.reduce_sum(fired)
-        saturated = tf.constant(0.0)
-        if derivative.below < saturation_tolerance:
-            saturated += sums[0] - positive
-        if derivative.above < saturation_tolerance:
-            saturated += positive
-        return peak, saturated, sums
+        return _step_figures(derivative, fired, positive, sums, saturation_tolerance)
     d = tf.abs(tf.cast(derivative(tf.cast(x, tf.float32)), tf.float32))
     peak = tf.reduce_max(d, axis=axes)
     # `maximum`, not `relu`: see `builtin_derivatives.positive_step`.
     saturated = tf.reduce_sum(tf.maximum(tf.sign(saturation_tolerance - d), 0.0))
+    return peak, saturated, sums
+
+
+def _step_figures(derivative, fired, positive, sums, saturation_tolerance):
+    """`_site_figures` of a `StepOfOutput` site from its per-unit counts of
+    positive outputs `fired` and their sum `positive` (NaN stays NaN)."""
+    top = tf.sign(fired)  # 0 or 1 (counts are >= 0), NaN stays NaN
+    peak = derivative.below + (derivative.above - derivative.below) * top
+    saturated = tf.constant(0.0)
+    if derivative.below < saturation_tolerance:
+        saturated += sums[0] - positive
+    if derivative.above < saturation_tolerance:
+        saturated += positive
     return peak, saturated, sums
 
 
@@ -426,8 +451,11 @@ class DeviceState:
         if not here:
             return
         tolerance = self.saturation_tolerance
+        kernel = None if self.use_segment_sum else native.positive_counts_op()
         figures = {  # id(state): `_site_figures`, of the sites called
-            key: _site_figures(*_derivative_input(state.site, x, y), axes, tolerance)
+            key: _site_figures(
+                *_derivative_input(state.site, x, y), axes, tolerance, kernel
+            )
             for key, (state, axes, x, y) in here.items()
         }
         peak, saturated = self._pack_peaks(figures)

@@ -1,21 +1,25 @@
-"""The monitor's compiled histogram kernel: built once, cached, optional.
+"""The monitor's compiled kernels: built once, cached, optional.
 
-`histograms.cc` is a TensorFlow op that counts the snapshot histograms of
-many tensors about 2x faster than `tf.histogram_fixed_width` on a CPU (see
-its header). TensorFlow ships the headers to build it against, so the
-first `GradientMonitor` that needs it compiles it with the machine's C++
+`kernels.cc` holds two TensorFlow ops for the monitor's work on a CPU:
+`KerasActivationsHistograms` counts the snapshot histograms of many
+tensors, about 2x faster than `tf.histogram_fixed_width` with its range;
+`KerasActivationsPositiveCounts` makes a ReLU-family site's per-step
+figures (per-unit counts of positive outputs, and the count, sum and sum of
+squares) in one pass over its outputs, where TensorFlow's ops take four.
+TensorFlow ships the headers to build them against, so the first
+`GradientMonitor` that needs them compiles them with the machine's C++
 compiler (about 15 s, once) into a cache directory, keyed by the source,
 TensorFlow's version and build flags, the compiler and the CPU; later
-processes load it from there. `keras_activations.monitor.native.main()`
-builds it ahead of time (`make` does, after installing).
+processes load them from there. `keras_activations.monitor.native.main()`
+builds them ahead of time (`make` does, after installing).
 
 Without a compiler, or when the build or the load fails, the monitor logs
-why, once, and counts with `tf.histogram_fixed_width`: the same figures,
-slower. Set `KERAS_ACTIVATIONS_NATIVE=0` to never use the kernel, and
+why, once, and uses TensorFlow's ops: the same figures, slower. Set
+`KERAS_ACTIVATIONS_NATIVE=0` to never use the kernels, and
 `KERAS_ACTIVATIONS_CACHE` to choose the cache directory (default
 `$XDG_CACHE_HOME/keras_activations`, or `~/.cache/keras_activations`).
 
-The kernel runs on the CPU only: with a GPU visible, or under XLA
+The kernels run on the CPU only: with a GPU visible, or under XLA
 (`jit_compile=True`), the monitor uses TensorFlow's own ops.
 """
 
@@ -28,7 +32,7 @@ import subprocess
 import tempfile
 import threading
 
-_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "histograms.cc")
+_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels.cc")
 _LOG = logging.getLogger(__name__)
 _LOCK = threading.Lock()
 _UNSET = object()
@@ -103,7 +107,7 @@ def library_path(cxx=None):
         _cpu_flags() or "",
     ):
         key.update(b"\0" + part.encode())
-    return os.path.join(cache_dir(), f"histograms-{key.hexdigest()[:16]}.so")
+    return os.path.join(cache_dir(), f"kernels-{key.hexdigest()[:16]}.so")
 
 
 def build(timeout=600):
@@ -165,16 +169,16 @@ def load():
 
             path = library_path()
             if not os.path.exists(path):
-                _LOG.info("GradientMonitor: building its histogram kernel (once)")
+                _LOG.info("GradientMonitor: building its kernels (once)")
                 path = build()
             _module = tf.load_op_library(path)
         except Exception as error:  # no compiler, a failed build or load
             reason = f"{type(error).__name__}: {error}"
             _module = None
             _LOG.warning(
-                "GradientMonitor: could not build its histogram kernel, so it "
-                "counts histograms with tf.histogram_fixed_width (the same "
-                "figures, slower). %s",
+                "GradientMonitor: could not build its compiled kernels, so it "
+                "uses TensorFlow's ops (tf.histogram_fixed_width for the "
+                "histograms): the same figures, slower. %s",
                 reason,
             )
         return _module
@@ -193,16 +197,27 @@ def histograms_op():
     return None if module is None else module.keras_activations_histograms
 
 
+def positive_counts_op():
+    """`op(outputs [outer, units, inner]) -> (counts [units], sums [4])` of
+    the kernel (`kernels.cc`), or `None` like `histograms_op`."""
+    import tensorflow as tf
+
+    if tf.config.list_logical_devices("GPU"):
+        return None
+    module = load()
+    return None if module is None else module.keras_activations_positive_counts
+
+
 def main():
-    """Builds the kernel ahead of time and prints its path."""
+    """Builds the kernels ahead of time and prints the library's path."""
     if not enabled():
-        print("keras_activations: the histogram kernel is disabled (KERAS_ACTIVATIONS_NATIVE)")
+        print("keras_activations: the monitor's kernels are disabled (KERAS_ACTIVATIONS_NATIVE)")
         return 0
     try:
         path = build()
     except Exception as error:
-        print(f"keras_activations: no histogram kernel ({error}); "
-              "GradientMonitor will use tf.histogram_fixed_width")
+        print(f"keras_activations: no compiled kernels ({error}); "
+              "GradientMonitor will use TensorFlow's ops")
         return 0
     print(path)
     return 0

@@ -1,9 +1,10 @@
-// KerasActivationsHistograms: equal-width histograms of N float32 tensors,
-// each over its own finite [min, max], with NaN and +-inf left out.
+// GradientMonitor's compiled kernels on a CPU (`native.py` builds and loads
+// this file; without it the monitor uses TensorFlow's ops).
 //
-// GradientMonitor's snapshot histograms on a CPU (`native.py` builds and
-// loads this file). The buckets are those of tf.histogram_fixed_width over
-// [min, max] of the finite values, and the output that of
+// KerasActivationsHistograms: equal-width histograms of N float32 tensors,
+// each over its own finite [min, max], with NaN and +-inf left out: the
+// snapshot histograms. The buckets are those of tf.histogram_fixed_width
+// over [min, max] of the finite values, and the output that of
 // `accumulators.histograms`; a value within a float rounding of an inner
 // edge may land in the bucket next to it. Two passes over each tensor (its
 // range, then the counts), both vectorized by the compiler, and no
@@ -11,6 +12,10 @@
 // CPU threads. tf.histogram_fixed_width writes an int32 index per value
 // and counts them in one serial loop, and its range takes two more passes:
 // this is about 2x faster on the monitor's tensors.
+//
+// KerasActivationsPositiveCounts: a ReLU-family site's figures of one step
+// (`accumulators._site_figures`) in one pass over its outputs: per unit
+// the count of outputs > 0, and the count, sum and sum of squares of all.
 #define EIGEN_USE_THREADS
 #include <algorithm>
 #include <cmath>
@@ -22,6 +27,7 @@
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/shape_inference.h"
+#include "tensorflow/core/platform/mutex.h"
 #include "tensorflow/core/util/work_sharder.h"
 
 namespace tensorflow {
@@ -203,6 +209,115 @@ class HistogramsOp : public OpKernel {
 
 REGISTER_KERNEL_BUILDER(Name("KerasActivationsHistograms").Device(DEVICE_CPU),
                         HistogramsOp);
+
+REGISTER_OP("KerasActivationsPositiveCounts")
+    .Input("outputs: float")
+    .Output("counts: float")
+    .Output("sums: float")
+    .SetShapeFn([](shape_inference::InferenceContext* c) {
+      shape_inference::ShapeHandle y;
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 3, &y));
+      c->set_output(0, c->Vector(c->Dim(y, 1)));
+      c->set_output(1, c->Vector(4));
+      return OkStatus();
+    })
+    .Doc(R"doc(
+One pass over an activation's outputs, viewed as [outer, units, inner].
+
+counts: [units] how many outputs of each unit are > 0; NaN for a unit with
+  a NaN output.
+sums: [pairs, sum, half the sum of squares, sum of counts] (added in
+  double; NaN where a value is).
+)doc");
+
+// Per unit of rows [begin, end) of x [outer, units, inner]: adds the count
+// of outputs > 0, of NaN outputs, their sum and sum of squares to `acc`
+// ([4, units]).
+void UnitSums(const float* x, int64_t begin, int64_t end, int64_t units,
+              int64_t inner, double* __restrict acc) {
+  double* pos = acc;
+  double* nan = acc + units;
+  double* sum = acc + 2 * units;
+  double* sq = acc + 3 * units;
+  for (int64_t o = begin; o < end; ++o) {
+    const float* __restrict row = x + o * units * inner;
+    if (inner == 1) {
+      for (int64_t u = 0; u < units; ++u) {  // vectorized
+        const float v = row[u];
+        pos[u] += v > 0.0f ? 1.0 : 0.0;
+        nan[u] += v != v ? 1.0 : 0.0;
+        sum[u] += v;
+        sq[u] += static_cast<double>(v) * v;
+      }
+      continue;
+    }
+    for (int64_t u = 0; u < units; ++u) {
+      const float* r = row + u * inner;
+      double p = 0, q = 0, s = 0, w = 0;
+      for (int64_t i = 0; i < inner; ++i) {
+        p += r[i] > 0.0f ? 1.0 : 0.0;
+        q += r[i] != r[i] ? 1.0 : 0.0;
+        s += r[i];
+        w += static_cast<double>(r[i]) * r[i];
+      }
+      pos[u] += p;
+      nan[u] += q;
+      sum[u] += s;
+      sq[u] += w;
+    }
+  }
+}
+
+class PositiveCountsOp : public OpKernel {
+ public:
+  explicit PositiveCountsOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& y = ctx->input(0);
+    OP_REQUIRES(ctx, y.dims() == 3,
+                errors::InvalidArgument("outputs must be [outer, units, inner], got ",
+                                        y.shape().DebugString()));
+    const int64_t outer = y.dim_size(0), units = y.dim_size(1), inner = y.dim_size(2);
+    Tensor* counts = nullptr;
+    Tensor* sums = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({units}), &counts));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({4}), &sums));
+    const float* x = y.flat<float>().data();
+    std::vector<std::vector<double>> parts;  // one [4, units] per shard
+    mutex mu;
+    auto work = [&](int64_t begin, int64_t end) {
+      std::vector<double> acc(4 * units, 0.0);
+      UnitSums(x, begin, end, units, inner, acc.data());
+      mutex_lock lock(mu);
+      parts.push_back(std::move(acc));
+    };
+    auto* workers = ctx->device()->tensorflow_cpu_worker_threads();
+    Shard(workers->num_threads, workers->workers, outer,
+          std::max<int64_t>(2 * units * inner, 1), work);
+    float* c = counts->flat<float>().data();
+    double s = 0, q = 0, total = 0;
+    for (int64_t u = 0; u < units; ++u) {
+      double p = 0, bad = 0;
+      for (const auto& part : parts) {
+        p += part[u];
+        bad += part[units + u];
+        s += part[2 * units + u];
+        q += part[3 * units + u];
+      }
+      const double count = bad > 0 ? std::numeric_limits<double>::quiet_NaN() : p;
+      c[u] = static_cast<float>(count);
+      total += count;
+    }
+    float* out = sums->flat<float>().data();
+    out[0] = static_cast<float>(outer * units * inner);
+    out[1] = static_cast<float>(s);
+    out[2] = static_cast<float>(0.5 * q);
+    out[3] = static_cast<float>(total);
+  }
+};
+
+REGISTER_KERNEL_BUILDER(Name("KerasActivationsPositiveCounts").Device(DEVICE_CPU),
+                        PositiveCountsOp);
 
 }  // namespace
 }  // namespace tensorflow
