@@ -266,6 +266,7 @@ def test_without_a_compiler_the_monitor_logs_once_and_falls_back(
     monkeypatch.setenv("KERAS_ACTIVATIONS_CACHE", str(tmp_path))
     monkeypatch.setattr(native, "_compiler", lambda: None)
     monkeypatch.setattr(native, "_module", native._UNSET)
+    monkeypatch.setattr(native, "reason", None)
     with caplog.at_level(logging.WARNING, logger=native.__name__):
         history = _fit_records()
         assert native.load() is None
@@ -278,6 +279,7 @@ def test_without_a_compiler_the_monitor_logs_once_and_falls_back(
 
 def test_disabled_by_the_environment(monkeypatch):
     monkeypatch.setattr(native, "_module", native._UNSET)
+    monkeypatch.setattr(native, "reason", None)
     monkeypatch.setenv("KERAS_ACTIVATIONS_NATIVE", "0")
     assert native.histograms_op() is None
     assert native.reason == "disabled by KERAS_ACTIVATIONS_NATIVE"

@@ -17,8 +17,9 @@ the step, `end_step`): per unit the largest `|f'(x)|` (a running maximum
 over the window: a unit is dead when it stays <= `dead_tolerance`), the
 count of unit-example pairs with `|f'(x)| < saturation_tolerance`, and
 the count, sum and sum of squares of the outputs; every site's figures go
-into two packed variables. These are plain TensorFlow reductions, chosen
-by measurement on a 2-core CPU: XLA clusters waited for the thread pool
+into two packed variables. On a CPU a ReLU-family site's figures are one
+pass of the monitor's compiled op (`native`); the rest are plain
+TensorFlow reductions, chosen by measurement on a 2-core CPU: XLA clusters waited for the thread pool
 the step's matrix products keep busy, TensorFlow's comparison ops are not
 vectorized (the counts use `sign` instead), and a derivative read from the
 activation's output (`Derivative.of_output`, e.g. ReLU, sigmoid, tanh)
@@ -189,7 +190,11 @@ def _positive_counts(kernel, y32, axes):
 
 
 def _site_figures(x, y, derivative, axes, saturation_tolerance, kernel=None):
-    """One step's figures of an activation site, as plain TensorFlow ops.
+    """One step's figures of an activation site.
+
+    With `kernel` (`native.positive_counts_op`), a ReLU-family site (a
+    `StepOfOutput` derivative) takes one pass of the monitor's op over its
+    outputs; otherwise, and for every other site, plain TensorFlow ops.
 
     Returns `(peak, saturated, sums)`: per unit the largest `|f'(x)|` over
     the step's examples and the count of unit-example pairs with
