@@ -349,3 +349,15 @@ def test_relu_family_sites_are_counted_by_the_kernel(counts_op, monkeypatch, act
     assert len(calls) == 2 * sites  # each site in both traced train functions
     assert all(shape == (8, 16, 1) for shape in calls)
     assert history[-1]["layers"]["h0"]["activation_mean"] is not None
+
+
+def test_cache_dir_falls_back_to_the_temporary_directory(monkeypatch, tmp_path):
+    monkeypatch.delenv("KERAS_ACTIVATIONS_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert native.cache_dir() == str(tmp_path / "cache" / "keras_activations")
+    monkeypatch.setattr(native.os, "access", lambda path, mode: False)  # read-only home
+    fallback = native.cache_dir()
+    assert fallback.startswith(native.tempfile.gettempdir())
+    assert os.path.basename(fallback).startswith("keras_activations-")
+    monkeypatch.setenv("KERAS_ACTIVATIONS_CACHE", str(tmp_path / "mine"))
+    assert native.cache_dir() == str(tmp_path / "mine")  # the variable wins

@@ -17,7 +17,8 @@ Without a compiler, or when the build or the load fails, the monitor logs
 why, once, and uses TensorFlow's ops: the same figures, slower. Set
 `KERAS_ACTIVATIONS_NATIVE=0` to never use the kernels, and
 `KERAS_ACTIVATIONS_CACHE` to choose the cache directory (default
-`$XDG_CACHE_HOME/keras_activations`, or `~/.cache/keras_activations`).
+`$XDG_CACHE_HOME/keras_activations`, or `~/.cache/keras_activations`; the
+temporary directory when neither can be written).
 
 The kernels run on the CPU only: with a GPU visible, or under XLA
 (`jit_compile=True`), the monitor uses TensorFlow's own ops.
@@ -47,15 +48,33 @@ def enabled():
     return value not in ("0", "false", "no", "off")
 
 
+def _writable(path):
+    """Whether `path`, or the nearest directory above it that exists, can
+    be written to."""
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            return False
+        path = parent
+    return os.access(path, os.W_OK)
+
+
 def cache_dir():
-    """The directory that holds built kernels."""
+    """The directory that holds built kernels: `$KERAS_ACTIVATIONS_CACHE`,
+    else `keras_activations` in the user's cache directory, else (when
+    that can't be written) in the temporary directory."""
     path = os.environ.get("KERAS_ACTIVATIONS_CACHE")
     if path:
         return path
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(
         os.path.expanduser("~"), ".cache"
     )
-    return os.path.join(base, "keras_activations")
+    path = os.path.join(base, "keras_activations")
+    if _writable(path):
+        return path
+    user = getattr(os, "getuid", lambda: "user")()
+    return os.path.join(tempfile.gettempdir(), f"keras_activations-{user}")
 
 
 def _compiler():
