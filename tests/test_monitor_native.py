@@ -143,17 +143,20 @@ def test_extreme_ranges(kernel):
     assert lohi[3, 0] == -F32_MAX and counts[3, 0] == 1
 
 
+def _op_types(fn):
+    """The op types of `fn`'s graph and of its functions (cond branches)."""
+    graph = tf.function(fn).get_concrete_function().graph.as_graph_def()
+    types = {node.op for node in graph.node}
+    for function in graph.library.function:
+        types |= {node.op for node in function.node_def}
+    return types
+
+
 def test_monitor_uses_the_kernel_on_cpu_and_not_under_xla(kernel):
     xs = [tf.ones([3, 2]), tf.zeros([4])]
 
-    def ops(use_segment_sum):  # the op types of the graph and its branches
-        graph = tf.function(
-            lambda: accumulators.histograms(xs, 5, use_segment_sum, tf.constant(True))
-        ).get_concrete_function().graph.as_graph_def()
-        types = {node.op for node in graph.node}
-        for function in graph.library.function:
-            types |= {node.op for node in function.node_def}
-        return types
+    def ops(use_segment_sum):
+        return _op_types(lambda: accumulators.histograms(xs, 5, use_segment_sum, tf.constant(True)))
 
     assert "KerasActivationsHistograms" in ops(False)
     assert "HistogramFixedWidth" not in ops(False)
@@ -361,3 +364,17 @@ def test_cache_dir_falls_back_to_the_temporary_directory(monkeypatch, tmp_path):
     assert os.path.basename(fallback).startswith("keras_activations-")
     monkeypatch.setenv("KERAS_ACTIVATIONS_CACHE", str(tmp_path / "mine"))
     assert native.cache_dir() == str(tmp_path / "mine")  # the variable wins
+
+
+def test_not_used_when_a_gpu_is_visible(monkeypatch):
+    # The kernels have CPU kernels only: with a GPU, TensorFlow's ops run
+    # where the tensors are.
+    real = tf.config.list_logical_devices
+    monkeypatch.setattr(
+        tf.config, "list_logical_devices",
+        lambda kind=None: ["/device:GPU:0"] if kind == "GPU" else real(kind),
+    )
+    assert native.histograms_op() is None and native.positive_counts_op() is None
+    xs = [tf.ones([3, 2])]
+    types = _op_types(lambda: accumulators.histograms(xs, 5, False, tf.constant(True)))
+    assert "HistogramFixedWidth" in types and "KerasActivationsHistograms" not in types
