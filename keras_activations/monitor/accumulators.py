@@ -19,10 +19,10 @@ count of unit-example pairs with `|f'(x)| < saturation_tolerance`, and
 the count, sum and sum of squares of the outputs; every site's figures go
 into two packed variables. On a CPU a ReLU-family site's figures are one
 pass of the monitor's compiled op (`native`); the rest are plain
-TensorFlow reductions, chosen by measurement on a 2-core CPU: XLA clusters waited for the thread pool
-the step's matrix products keep busy, TensorFlow's comparison ops are not
-vectorized (the counts use `sign` instead), and a derivative read from the
-activation's output (`Derivative.of_output`, e.g. ReLU, sigmoid, tanh)
+TensorFlow reductions, chosen by measurement on a 2-core CPU: XLA clusters
+waited for the thread pool the step's matrix products keep busy,
+TensorFlow's comparison ops are not vectorized (the counts use `sign`
+instead), and a derivative read from the activation's output (`Derivative.of_output`, e.g. ReLU, sigmoid, tanh)
 leaves the activation fused into its layer's matrix product.
 
 Only on *snapshot* steps (the last step of a record window, which runs a
@@ -184,7 +184,7 @@ def _positive_counts(kernel, y32, axes):
     rest = y32.shape[axis:]
     if any(d is None for d in rest):
         return None
-    inner = int(np.prod(rest[1:])) if rank > axis + 1 else 1
+    inner = int(np.prod(rest[1:]))  # 1 when the unit axis is last
     fired, sums = kernel(tf.reshape(y32, [-1, int(rest[0]), inner]))
     return fired, [sums[0], sums[1], sums[2]], sums[3]
 

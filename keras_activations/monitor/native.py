@@ -203,28 +203,28 @@ def load():
         return _module
 
 
-def histograms_op():
-    """`op(values, bins=...) -> (counts [N, bins] float64, lohi [N, 2]
-    float32)` of the kernel, or `None` where the monitor should use
-    TensorFlow's ops: no kernel, or a GPU visible (the kernel runs on the
+def _op(name):
+    """The kernel's op `name`, or `None` where the monitor should use
+    TensorFlow's ops: no kernel, or a GPU visible (the kernels run on the
     CPU only)."""
     import tensorflow as tf
 
     if tf.config.list_logical_devices("GPU"):
         return None
     module = load()
-    return None if module is None else module.keras_activations_histograms
+    return None if module is None else getattr(module, name)
+
+
+def histograms_op():
+    """`op(values, bins=...) -> (counts [N, bins] float64, lohi [N, 2]
+    float32)` of the kernel (`kernels.cc`), or `None` (`_op`)."""
+    return _op("keras_activations_histograms")
 
 
 def positive_counts_op():
     """`op(outputs [outer, units, inner]) -> (counts [units], sums [4])` of
-    the kernel (`kernels.cc`), or `None` like `histograms_op`."""
-    import tensorflow as tf
-
-    if tf.config.list_logical_devices("GPU"):
-        return None
-    module = load()
-    return None if module is None else module.keras_activations_positive_counts
+    the kernel (`kernels.cc`), or `None` (`_op`)."""
+    return _op("keras_activations_positive_counts")
 
 
 def main():
