@@ -11,7 +11,6 @@ $(VENV)/bin/python:
 $(STAMP): $(VENV)/bin/python setup.cfg pyproject.toml
 	$(PY) -m pip install --upgrade --quiet pip
 	$(PY) -m pip install --quiet -e '.[cpu,test]'
-	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -c 'from keras_activations.monitor import native; native.main()'
 	touch $(STAMP)
 
 demo: $(STAMP)

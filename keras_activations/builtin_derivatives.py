@@ -114,6 +114,27 @@ def _tanh_of_output(y):
     return 1 - y * y  # what `tanh` computes from t = tanh(x)
 
 
+def _elu_of_output(alpha=1.0, scale=1.0):
+    """ELU's (and SELU's) derivative from its output: `scale` where y > 0,
+    else `y + scale * alpha` (= scale * alpha * e^x). Reading only the output
+    keeps the activation fused into its layer's matrix product; the price is
+    that below x = -17 (float32) `y + alpha` rounds to 0, so `|f'| < 4e-8`
+    reads as 0 there."""
+
+    def derivative(y):
+        return tf.where(y > 0, scale * tf.ones_like(y), y + scale * alpha)
+
+    return derivative
+
+
+def _relu6_of_output(y):
+    return tf.cast(tf.logical_and(y > 0, y < 6), y.dtype)
+
+
+def _softplus_of_output(y):
+    return -tf.math.expm1(-y)  # sigmoid(x) = 1 - e^-softplus(x)
+
+
 def relu6(x):
     return tf.cast(tf.logical_and(x > 0, x < 6), x.dtype)
 
@@ -242,6 +263,11 @@ _OF_OUTPUT = {
     "leaky_relu": _relu_of_output(0.2),
     "sigmoid": _sigmoid_of_output,
     "tanh": _tanh_of_output,
+    "elu": _elu_of_output(),
+    "selu": _elu_of_output(_SELU_ALPHA, _SELU_SCALE),
+    "relu6": _relu6_of_output,
+    "softplus": _softplus_of_output,
+    "exponential": tf.identity,
     "linear": _ones,
 }
 
@@ -378,7 +404,7 @@ def resolve_layer(layer) -> Optional[Derivative]:
         )
     if isinstance(layer, layers.ELU):
         alpha = float(layer.alpha)
-        return Derivative("elu", lambda x: elu(x, alpha), alpha == 0.0)
+        return Derivative("elu", lambda x: elu(x, alpha), alpha == 0.0, _elu_of_output(alpha))
     if isinstance(layer, layers.PReLU):
 
         def prelu(x):

@@ -97,16 +97,36 @@ def test_output_form_equals_input_form_at_the_edges(source, dtype):
 
 
 def test_no_output_form_where_the_output_does_not_determine_the_derivative():
-    # A threshold, a cap or an ELU (y + alpha loses exp(x) below -17 in
-    # float32, which would turn saturated units dead).
+    # A threshold, a cap, or an output that is not monotonic in the input.
     for layer in (
         keras.layers.ReLU(threshold=0.5),
         keras.layers.ReLU(max_value=6.0),
-        keras.layers.ELU(),
     ):
         assert bd.resolve_layer(layer).of_output is None
-    for name in ("elu", "selu", "softplus", "gelu", "relu6"):
+    for name in ("gelu", "silu", "mish"):
         assert bd.resolve_function(name).of_output is None
+
+
+@pytest.mark.parametrize("source", ["elu", "selu", "softplus", "relu6", "exponential", "layer_elu"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_rounded_output_forms_are_within_a_rounding_of_the_input_form(source, dtype):
+    # ELU and SELU from their output: y + alpha rounds alpha * e^x, so the
+    # derivative is off by at most a rounding of alpha (0 below x = -17 in
+    # float32); softplus from 1 - e^-y: a few roundings.
+    if source == "layer_elu":
+        forward = keras.layers.ELU(alpha=0.5)
+        resolved = bd.resolve_layer(forward)
+        alpha = 0.5
+    else:
+        forward = keras.activations.get(source)
+        resolved = bd.resolve_function(forward)
+        alpha = 1.7581 if source == "selu" else 1.0
+    x = tf.constant(np.concatenate([EDGES[np.abs(EDGES) < 80], POINTS.astype(np.float32)]).astype(dtype))
+    y = forward(x)
+    eps = np.finfo(np.asarray(y).dtype).eps  # a float32 layer computes in float32
+    got = resolved.of_output(y).numpy()
+    want = resolved.fn(tf.cast(x, y.dtype)).numpy()
+    np.testing.assert_allclose(got, want, rtol=8 * eps, atol=2 * alpha * eps)
 
 
 @pytest.mark.parametrize("slope", [0.0, 0.01, 0.5])
@@ -114,17 +134,28 @@ def test_no_output_form_where_the_output_does_not_determine_the_derivative():
 def test_step_form_figures_equal_the_generic_figures(slope, saturation_tolerance):
     # GradientMonitor's shortcut for a derivative that is a step in the
     # output's sign must give what the elementwise derivative gives.
-    from keras_activations.monitor import accumulators
+    import types
+
+    from keras_activations.monitor import state
 
     rng = np.random.RandomState(0)
     x = rng.randn(64, 10).astype(np.float32)
     x[:, 3] = -np.abs(x[:, 3])  # a unit that never fires
     x[5, 7] = 0.0  # relu'(0) = slope
+    x[6, 2] = np.nan  # neither fires nor saturates
     y = tf.constant(np.where(x > 0, x, slope * x).astype(np.float32))
     form = bd.resolve_layer(keras.layers.LeakyReLU(negative_slope=slope)).of_output
     assert isinstance(form, bd.StepOfOutput)
-    fast = accumulators._site_figures(y, y, form, [0], saturation_tolerance)
-    generic = accumulators._site_figures(y, y, lambda u: form(u), [0], saturation_tolerance)
-    for a, b in zip(fast[:2], generic[:2]):
-        np.testing.assert_array_equal(a.numpy(), b.numpy())
-    assert fast[0].numpy()[3] == slope  # never fired: its largest |f'| is the slope
+
+    def figures(of_output):
+        site = types.SimpleNamespace(pieces=None, of_output=of_output, derivative=None)
+        fired, saturated = state._site_step(site, None, y, [0], 0.0, saturation_tolerance)
+        return np.asarray(fired), float(saturated)
+
+    fast, generic = figures(form), figures(lambda u: form(u))
+    np.testing.assert_array_equal(fast[0], generic[0])
+    assert fast[1] == generic[1]
+    d = np.where(x > 0, 1.0, slope)
+    assert fast[1] == np.sum(d[~np.isnan(x)] < saturation_tolerance)
+    np.testing.assert_array_equal(fast[0], np.any(np.where(np.isnan(x), 0, d) > 0, axis=0))
+

@@ -93,9 +93,11 @@ _NAN = _COMMON + textwrap.dedent(
         strategy = (tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]) if kind == "mirrored"
                     else tf.distribute.OneDeviceStrategy("/cpu:0"))
         with strategy.scope():
-            model = keras.Sequential([
+            import keras_activations as ka
+            model = keras.Sequential([  # the activation keeps the NaN on every CPU
                 keras.Input((4,)),
-                keras.layers.Dense(3, activation="relu", kernel_initializer="ones", name="h"),
+                keras.layers.Dense(3, kernel_initializer="ones", name="pre"),
+                ka.LeakyReLU(negative_slope=0.0, name="h"),
                 keras.layers.Dense(1, name="out"),
             ])
             model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")

@@ -1,24 +1,17 @@
-"""TensorBoard event files written fast from the host.
+"""TensorBoard event files of the monitor's records.
 
-A record writes the same tags every time, with new numbers. So each tag's
-serialized `Summary.Value` is built once, with protocol buffers, as a byte
-template; the templates are joined once per set of tags, and the records
-that hold the same set get their numbers copied into copies of the joined
-template with one NumPy assignment for all of them: well under a
-microsecond per value, against tens of microseconds for a protocol buffer
-or a `tf.summary` op per value.
-Plugin metadata goes only with a tag's first value in a file (all that
-TensorBoard reads). Files are appended with TensorFlow's native
-`TFRecordWriter` (an event file is a TFRecord file; TensorBoard's own
-`EventFileWriter` computes the checksums in pure Python, about 3 ms for a
-20 kB record).
+Every value written comes from a record (`record.py`): `summaries` turns a
+record into a `Summary` protocol buffer, and `EventFile` appends it with
+TensorFlow's native `TFRecordWriter` (an event file is a TFRecord file;
+TensorBoard's own writer computes the checksums in Python).
 
 Scalars are float32 tensors (the scalar plugin's format), histograms
-`[k, 3]` float64 tensors of `[left edge, right edge, count]` rows (the
+`[bins, 3]` float64 tensors of `[left edge, right edge, count]` rows (the
 histogram plugin's TF2 format) and images `[width, height, png]` strings.
+Plugin metadata goes only with a tag's first value in a file (all that
+TensorBoard reads).
 """
 
-import functools
 import os
 import socket
 import struct
@@ -35,6 +28,9 @@ from tensorboard.plugins.histogram import metadata as histogram_metadata
 from tensorboard.plugins.image import metadata as image_metadata
 from tensorboard.plugins.scalar import metadata as scalar_metadata
 
+from keras_activations.monitor import plots
+from keras_activations.monitor.record import LAYER_SCALARS
+
 SUFFIX = ".gradient_monitor"
 IMAGE_DESCRIPTION = (
     "Gradient norm (log scale), dead fraction and activation mean against "
@@ -49,231 +45,154 @@ def _shape(*dims):
     )
 
 
-def _framed(tag, tensor, metadata):
-    """A `Summary.Value` serialized with its field header, as it appears
-    inside a serialized `Summary`."""
-    value = summary_pb2.Summary.Value(tag=tag, tensor=tensor)
-    if metadata is not None:
-        value.metadata.CopyFrom(metadata)
-    return summary_pb2.Summary(value=[value]).SerializeToString()
+def scalars(record):
+    """`(tag, value)` of every scalar a record holds, in event order."""
+    out = []
+    if record["global_norm"] is not None:
+        out.append(("gradient_norm/global", record["global_norm"]))
+    for key, figure in (("gradient_norm", "norm"), ("nonfinite_gradients", "nonfinite")):
+        for path, entry in record["variables"].items():
+            if entry[figure] is not None:
+                out.append((f"{key}/{path}", entry[figure]))
+    for name, entry in record["layers"].items():
+        for key in LAYER_SCALARS:
+            if entry[key] is not None:
+                out.append((f"{key}/{name}", entry[key]))
+    return out
 
 
-@functools.lru_cache(maxsize=None)
-def _marker(size, seed):
-    """`size` pseudo-random bytes (the same for a `seed`): a payload that
-    no header byte sequence repeats. Cached: a `RandomState` costs about
-    0.1 ms to make, which was most of a new tag's template."""
-    return np.random.RandomState(seed).bytes(size)
+def histograms(record):
+    """`(tag, {"edges", "counts"})` of every histogram a record holds."""
+    out = [
+        (f"gradients/{path}", entry["histogram"])
+        for path, entry in record["variables"].items()
+        if entry["histogram"] is not None
+    ]
+    out += [
+        (f"activations/{name}", entry["activation_histogram"])
+        for name, entry in record["layers"].items()
+        if entry["activation_histogram"] is not None
+    ]
+    return out
 
 
-def _template(tag, make_tensor, payload_size, metadata):
-    """`(bytes, offset)`: the framed value with a payload that is found by
-    a unique marker, so numbers can be copied in at `offset`."""
-    for seed in range(8):
-        marker = _marker(payload_size, seed)
-        framed = _framed(tag, make_tensor(marker), metadata)
-        if framed.count(marker) == 1:
-            return bytearray(framed), framed.index(marker)
-    raise RuntimeError(f"GradientMonitor: cannot template tag {tag!r}")
+def depth_picture(record):
+    """The record's depth profile (`plots.depth_profiles`) as palette
+    indices."""
+    items = sorted(record["layers"].values(), key=lambda e: e["depth"])
+
+    def row(key):
+        return [[np.nan if e[key] is None else e[key] for e in items]]
+
+    return plots.depth_profiles(
+        row("gradient_norm"), row("dead_fraction"), row("activation_mean")
+    )[0]
 
 
-def _scalar_tensor(payload):
-    return tensor_pb2.TensorProto(
-        dtype=types_pb2.DT_FLOAT,
-        tensor_shape=_shape(),
-        float_val=[struct.unpack("<f", payload)[0]],
-    )
+class EventFile:
+    """A new event file in `log_dir`, appended one record at a time.
 
-
-def _varint(n):
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-class Encoder:
-    """Serialized `Summary.Value`s of scalars, histograms and images.
-
-    `seen` (a set of tags) decides whether a value carries its plugin
-    metadata: only the first value of a tag in a file does. Scalars and
-    histograms are encoded a set of tags at a time, for one record or for
-    several: the set's joined template is cached by its tags, and the
-    numbers of every record that holds the set are copied in with one NumPy
-    assignment.
+    Args:
+        log_dir: Existing, writable directory.
+        flush_secs: Flush when this many seconds passed since the last
+            flush (checked at each write), and at `close`.
     """
 
-    def __init__(self):
-        self._cache = {}  # joined templates by (kind, tags, fresh)
-        self._tags = {}  # one tag's framed template by (kind, tag, first)
+    def __init__(self, log_dir, flush_secs=2.0):
+        import tensorflow as tf
 
-    def _batch(self, kind, tags, seen, size, make):
-        """`(template, offsets)` of a set of tags: the joined framed values
-        of `tags` (a tuple) as a `uint8` array, and where their payloads
-        (`size` bytes each) start, in tag order. `make(tag, first)` builds
-        one tag's `_template`."""
-        fresh = None
-        if not seen.issuperset(tags):
-            fresh = tuple(tag not in seen for tag in tags)
-            seen.update(tags)
-        key = (kind, tags, fresh)
-        entry = self._cache.get(key)
-        if entry is None:
-            if len(self._cache) >= 64:  # records whose tags keep changing
-                self._cache.clear()
-            if len(self._tags) >= 4096:
-                self._tags.clear()
-            chunks, offsets, at = [], [], 0
-            for k, tag in enumerate(tags):
-                first = fresh is not None and fresh[k]
-                one = self._tags.get((kind, tag, first))
-                if one is None:
-                    framed, offset = make(tag, first)
-                    one = self._tags[(kind, tag, first)] = (bytes(framed), offset)
-                framed, offset = one
-                chunks.append(framed)
-                offsets.append(at + offset)
-                at += len(framed)
-            template = np.frombuffer(b"".join(chunks), np.uint8).copy()
-            entry = self._cache[key] = (template, np.array(offsets, np.int64))
-        return entry
-
-    @staticmethod
-    def _fill(template, offsets, payload):
-        """`[records, template bytes]`: copies of `template` with
-        `payload[i, k]` (`[records, tags, size]` bytes) at `offsets[k]`."""
-        b, _, size = payload.shape
-        buf = np.empty((b, template.size), np.uint8)
-        buf[:] = template
-        if size >= 16:  # a slice per tag (histograms)
-            for k, offset in enumerate(offsets):
-                buf[:, offset : offset + size] = payload[:, k]
-        else:  # one assignment (scalars)
-            index = (offsets[:, None] + np.arange(size)).reshape(-1)
-            buf[:, index] = payload.reshape(b, -1)
-        return buf
-
-    def _rows(self, kind, tags, payload, present, seen, make):
-        """One framed batch per record: record `i` holds `payload[i, k]`
-        (`size` bytes) under `tags[k]` where `present[i, k]`.
-
-        Records are encoded together by their set of tags, each set's
-        joined template filled for all its records with one assignment. A
-        record that holds a tag's first value in the file (the one that
-        carries metadata) is encoded alone, in record order.
-        """
-        b, n, size = payload.shape
-        out = [None] * b
-        if not b:
-            return out
-        known = np.array([tag in seen for tag in tags], bool)
-        before = np.logical_or.accumulate(present, axis=0)
-        prior = np.concatenate([known[None], known | before[:-1]])
-        fresh = (present & ~prior).any(axis=1)
-        names = np.array(tags, object)
-        for i in np.flatnonzero(fresh):  # a few records in a whole fit
-            here = present[i]
-            entry = self._batch(kind, tuple(names[here]), seen, size, make)
-            out[i] = self._fill(*entry, payload[i : i + 1, here])[0].tobytes()
-        rest = np.flatnonzero(~fresh)
-        if not rest.size:
-            return out
-        if (present[rest] == present[rest[0]]).all():  # the usual case
-            groups = [(present[rest[0]], rest)]
-        else:
-            sets, which = np.unique(present[rest], axis=0, return_inverse=True)
-            which = which.reshape(-1)
-            groups = [(here, rest[which == g]) for g, here in enumerate(sets)]
-        for here, members in groups:
-            entry = self._batch(kind, tuple(names[here]), seen, size, make)
-            part = payload[members] if members.size < b else payload
-            if not here.all():
-                part = part[:, here]
-            for i, row in zip(members, self._fill(*entry, part)):
-                out[i] = row.tobytes()
-        return out
-
-    def scalar_rows(self, tags, values, present, seen):
-        """Framed float32 scalars of several records, one `bytes` per
-        record: `values[i, k]` under `tags[k]` (a tuple) where
-        `present[i, k]`."""
-
-        def make(tag, first):
-            metadata = None
-            if first:
-                metadata = scalar_metadata.create_summary_metadata(
-                    display_name=tag, description=""
-                )
-            return _template(tag, _scalar_tensor, 4, metadata)
-
-        values = np.ascontiguousarray(values, "<f4")
-        payload = values.view(np.uint8).reshape(values.shape + (4,))
-        return self._rows("scalar", tags, payload, np.asarray(present, bool), seen, make)
-
-    def scalars(self, tags, values, seen):
-        """Framed float32 scalars of one record: `values[k]` under `tags[k]`
-        (a tuple)."""
-        values = np.asarray(values, np.float64).reshape(1, -1)
-        return self.scalar_rows(tags, values, np.ones(values.shape, bool), seen)[0]
-
-    def histogram_rows(self, tags, rows, seen):
-        """Framed histograms of several records, one `bytes` per record:
-        `rows[i, k]` (a `[records, n, k, 3]` array of `[left edge, right
-        edge, count]` rows) under `tags[k]` (a tuple)."""
-        rows = np.ascontiguousarray(rows, "<f8")
-        b, n, k = rows.shape[:3]
-
-        def make(tag, first):
-            metadata = None
-            if first:
-                metadata = histogram_metadata.create_summary_metadata(
-                    display_name=tag, description=""
-                )
-
-            def tensor(payload):
-                return tensor_pb2.TensorProto(
-                    dtype=types_pb2.DT_DOUBLE,
-                    tensor_shape=_shape(k, 3),
-                    tensor_content=payload,
-                )
-
-            return _template(tag, tensor, k * 24, metadata)
-
-        payload = rows.view(np.uint8).reshape(b, n, k * 24)
-        present = np.ones((b, n), bool)
-        return self._rows(("histogram", k), tags, payload, present, seen, make)
-
-    def histograms(self, tags, rows, seen):
-        """Framed histograms of one record: `rows[k]` (a `[n, k, 3]` array
-        of `[left edge, right edge, count]` rows) under `tags[k]` (a
-        tuple)."""
-        return self.histogram_rows(tags, np.asarray(rows)[None], seen)[0]
-
-    def image(self, tag, image, seen, palette=None):
-        """`image`: a `uint8` array `[height, width, 3]`, or with `palette`
-        (a `uint8` array `[colours, 3]`) one of indices `[height, width]`
-        into it (a palette PNG: smaller, and faster to encode)."""
-        first = tag not in seen
-        seen.add(tag)
-        metadata = None
-        if first:
-            metadata = image_metadata.create_summary_metadata(
-                display_name=tag,
-                description=IMAGE_DESCRIPTION,
-                converted_to_tensor=True,
-            )
-        height, width = image.shape[:2]
-        tensor = tensor_pb2.TensorProto(
-            dtype=types_pb2.DT_STRING,
-            tensor_shape=_shape(3),
-            string_val=[str(width).encode(), str(height).encode(), png(image, palette)],
+        global _FILES
+        _FILES += 1
+        self.path = os.path.join(
+            log_dir,
+            "events.out.tfevents.%010d.%s.%s.%s%s"
+            % (time.time(), socket.gethostname(), os.getpid(), _FILES, SUFFIX),
         )
-        return _framed(tag, tensor, metadata)
+        self.flush_secs = float(flush_secs)
+        self._seen = set()
+        self._writer = tf.io.TFRecordWriter(self.path)
+        first = event_pb2.Event(
+            wall_time=time.time(),
+            file_version="brain.Event:2",
+            source_metadata=event_pb2.SourceMetadata(
+                writer="keras_activations.GradientMonitor"
+            ),
+        )
+        self._writer.write(first.SerializeToString())
+        self.flush()
+
+    def _value(self, tag, tensor, metadata):
+        value = summary_pb2.Summary.Value(tag=tag, tensor=tensor)
+        if tag not in self._seen:
+            self._seen.add(tag)
+            value.metadata.CopyFrom(metadata())
+        return value
+
+    def write_record(self, record, image=True, wall_time=None):
+        """Appends one event with every value of `record`."""
+        values = []
+        for tag, value in scalars(record):
+            tensor = tensor_pb2.TensorProto(
+                dtype=types_pb2.DT_FLOAT, tensor_shape=_shape(), float_val=[value]
+            )
+            values.append(
+                self._value(
+                    tag,
+                    tensor,
+                    lambda: scalar_metadata.create_summary_metadata(display_name=tag, description=""),
+                )
+            )
+        for tag, hist in histograms(record):
+            e, counts = hist["edges"], hist["counts"]
+            rows = np.stack([e[:-1], e[1:], counts.astype(np.float64)], axis=-1)
+            tensor = tensor_pb2.TensorProto(
+                dtype=types_pb2.DT_DOUBLE,
+                tensor_shape=_shape(*rows.shape),
+                tensor_content=rows.tobytes(),
+            )
+            values.append(
+                self._value(
+                    tag,
+                    tensor,
+                    lambda: histogram_metadata.create_summary_metadata(display_name=tag, description=""),
+                )
+            )
+        if image and record["layers"]:
+            picture = depth_picture(record)
+            height, width = picture.shape
+            tensor = tensor_pb2.TensorProto(
+                dtype=types_pb2.DT_STRING,
+                tensor_shape=_shape(3),
+                string_val=[str(width).encode(), str(height).encode(), png(picture, plots.PALETTE)],
+            )
+            values.append(
+                self._value(
+                    "depth_profile",
+                    tensor,
+                    lambda: image_metadata.create_summary_metadata(
+                        display_name="depth_profile",
+                        description=IMAGE_DESCRIPTION,
+                        converted_to_tensor=True,
+                    ),
+                )
+            )
+        event = event_pb2.Event(
+            wall_time=time.time() if wall_time is None else float(wall_time),
+            step=int(record["step"]),
+            summary=summary_pb2.Summary(value=values),
+        )
+        self._writer.write(event.SerializeToString())
+        if time.monotonic() - self._flushed >= self.flush_secs:
+            self.flush()
+
+    def flush(self):
+        self._writer.flush()
+        self._flushed = time.monotonic()
+
+    def close(self):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
 
 def _chunk(kind, data):
@@ -307,58 +226,3 @@ def png(image, palette=None):
     out.append(_chunk(b"IDAT", zlib.compress(raw.tobytes(), 1)))
     out.append(_chunk(b"IEND", b""))
     return b"".join(out)
-
-
-class EventFile:
-    """A new event file in `log_dir`, appended one record at a time.
-
-    Args:
-        log_dir: Existing, writable directory.
-        flush_secs: Flush when this many seconds passed since the last
-            flush (checked at each write), and at `close`.
-    """
-
-    def __init__(self, log_dir, flush_secs=2.0):
-        import tensorflow as tf
-
-        global _FILES
-        _FILES += 1
-        self.path = os.path.join(
-            log_dir,
-            "events.out.tfevents.%010d.%s.%s.%s%s"
-            % (time.time(), socket.gethostname(), os.getpid(), _FILES, SUFFIX),
-        )
-        self.flush_secs = float(flush_secs)
-        self.seen = set()
-        self._writer = tf.io.TFRecordWriter(self.path)
-        first = event_pb2.Event(
-            wall_time=time.time(),
-            file_version="brain.Event:2",
-            source_metadata=event_pb2.SourceMetadata(
-                writer="keras_activations.GradientMonitor"
-            ),
-        )
-        self._writer.write(first.SerializeToString())
-        self.flush()
-
-    def write(self, step, values, wall_time=None):
-        """Appends one event holding the framed `values` (bytes), at
-        `wall_time` (seconds since the epoch; default now)."""
-        summary = b"".join(values)
-        if wall_time is None:
-            wall_time = time.time()
-        head = event_pb2.Event(wall_time=float(wall_time), step=int(step))
-        # Field 5 (summary), length-delimited: parsers merge the fields.
-        event = head.SerializeToString() + b"\x2a" + _varint(len(summary)) + summary
-        self._writer.write(event)
-        if time.monotonic() - self._flushed >= self.flush_secs:
-            self.flush()
-
-    def flush(self):
-        self._writer.flush()
-        self._flushed = time.monotonic()
-
-    def close(self):
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None

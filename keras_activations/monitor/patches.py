@@ -5,6 +5,8 @@ own objects (bypassing Keras's attribute tracking, so nothing is tracked or
 saved) and restores the previous state, or removes the attribute, on undo.
 """
 
+from keras_activations.monitor import compat
+
 _MISSING = object()
 
 
@@ -21,18 +23,10 @@ class Patches:
         object.__setattr__(obj, name, value)
         self._undo.append((obj, name, old))
 
-    def register_name(self, wrapper, original):
+    def alias(self, wrapper, original):
         """Lets a wrapped registered activation serialize like the original
         (a checkpoint saved mid-fit must not name the wrapper)."""
-        from keras.src.saving import object_registration
-
-        names = object_registration.GLOBAL_CUSTOM_NAMES
-        try:
-            registered = original in names
-        except TypeError:  # unhashable
-            return
-        if registered:
-            names[wrapper] = names[original]
+        if compat.register_alias(wrapper, original):
             self._registered.append(wrapper)
 
     def undo(self):
@@ -45,9 +39,6 @@ class Patches:
             else:
                 object.__setattr__(obj, name, old)
         self._undo = []
-        if self._registered:
-            from keras.src.saving import object_registration
-
-            for wrapper in self._registered:
-                object_registration.GLOBAL_CUSTOM_NAMES.pop(wrapper, None)
-            self._registered = []
+        for wrapper in self._registered:
+            compat.unregister_alias(wrapper)
+        self._registered = []

@@ -12,6 +12,11 @@ and whose input (pre-activation) and output the monitor can see:
 A *unit* is one feature/channel of the site's output: the last axis, or
 axis 1 for `channels_first` layers (and for activation layers that follow
 one in a functional graph).
+
+Recurrent layers (`keras.layers.RNN` and its subclasses `LSTM`, `GRU`,
+`SimpleRNN`, also inside `Bidirectional`) are watched as one layer: the
+variables of their cells count as the recurrent layer's, and the
+activations applied inside the time loop are not sites.
 """
 
 import warnings
@@ -21,6 +26,7 @@ from typing import Optional
 import keras
 
 from keras_activations import builtin_derivatives
+from keras_activations.monitor import compat
 
 
 class Site:
@@ -96,11 +102,8 @@ def _upstream_data_format(layer, depth=0):
     fmt = getattr(layer, "data_format", None)
     if fmt is not None or depth > 8:
         return fmt
-    for node in getattr(layer, "_inbound_nodes", []) or []:
-        for parent in getattr(node, "parent_nodes", []) or []:
-            op = getattr(parent, "operation", None)
-            if op is not None and op is not layer:
-                return _upstream_data_format(op, depth + 1)
+    for parent in compat.parent_layers(layer):
+        return _upstream_data_format(parent, depth + 1)
     return None
 
 
@@ -110,17 +113,26 @@ def _unit_axis(layer) -> int:
     return -1
 
 
-def _own_trainable_variables(layer):
-    """Variables created by `layer` itself (not by its sub-layers)."""
-    own = getattr(layer, "_trainable_variables", None)
-    if own is None:
-        return []
-    return list(own)
-
-
 def flatten_layers(model):
-    """Every layer inside `model` (recursively), parents before children."""
-    return list(model._flatten_layers(include_self=False, recursive=True))
+    """Every layer inside `model` (recursively), parents before children,
+    except the layers inside a recurrent layer."""
+    out = []
+    inside = set()
+    for layer in compat.flatten_layers(model):
+        if id(layer) in inside:
+            continue
+        out.append(layer)
+        if isinstance(layer, keras.layers.RNN):
+            inside.update(id(sub) for sub in compat.flatten_layers(layer))
+    return out
+
+
+def _own_variables(layer):
+    """Trainable variables `layer` owns: its own, and for a recurrent layer
+    every variable of its cells."""
+    if isinstance(layer, keras.layers.RNN):
+        return list(layer.trainable_variables)
+    return compat.own_trainable_variables(layer)
 
 
 def make_site(layer, name: str) -> Optional[Site]:
@@ -208,7 +220,7 @@ def select(model, layers=None):
     names = _record_names(all_layers)
     owner = {}
     for layer in all_layers:  # parents first: the deepest owner wins
-        for v in _own_trainable_variables(layer):
+        for v in _own_variables(layer):
             owner[id(v)] = layer
     wanted = None
     if layers is not None:
@@ -240,7 +252,7 @@ def select(model, layers=None):
             continue
         name = names[id(layer)]
         has_vars = any(
-            id(v) in trainable_ids for v in _own_trainable_variables(layer)
+            id(v) in trainable_ids for v in _own_variables(layer)
         )
         try:
             site = make_site(layer, name)
