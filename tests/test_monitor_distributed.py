@@ -167,3 +167,83 @@ def test_nan_example_on_one_replica_hides_no_fired_unit():
     # replica's 12 pairs are saturated (ReLU off), out of 24.
     results = _run(_NAN)
     assert results["single"] == results["mirrored"] == [0, 0.5]
+
+
+_WORKER = textwrap.dedent(
+    """
+    import json, os, sys
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    import numpy as np
+    import tensorflow as tf
+    import keras
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+    from keras_activations import GradientMonitor
+
+    # Keras 3.15's own fit fails under MultiWorkerMirroredStrategy, with or
+    # without this package, at two places; these workarounds (README) get
+    # past them: no collective all-reduce of the data's end, and a model
+    # built inside the scope before fit.
+    tf_trainer._collective_all_reduce_multi_worker = lambda strategy: False
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    rng = np.random.RandomState(0)
+    x = rng.rand(32, 4).astype("float32"); y = rng.randn(32, 1).astype("float32")
+    with strategy.scope():
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(6, activation="relu", name="h0"),
+                                  keras.layers.Dense(6, activation="tanh", name="h1"),
+                                  keras.layers.Dense(1, name="out")])
+        model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse")
+        model._symbolic_build(data_batch=(x[:8], y[:8]))
+    model._maybe_symbolic_build = lambda *a, **k: None
+    monitor = GradientMonitor(log_dir=sys.argv[1], update_freq=2, dead_warning_threshold=None)
+    model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0, callbacks=[monitor])
+    out = [[r["step"], r["global_norm"],
+            {n: [l["dead_units"], l["saturation"], l["activation_mean"], l["gradient_norm"]]
+             for n, l in r["layers"].items()},
+            {p: v["histogram"]["counts"].tolist() for p, v in r["variables"].items()}]
+           for r in monitor.history]
+    print("RESULT" + json.dumps(out))
+    """
+)
+
+
+def test_multi_worker_only_the_chief_writes_and_histories_are_equal(tmp_path):
+    # Two worker processes on 127.0.0.1 (TF_CONFIG), bounded in time.
+    import socket
+
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    procs = []
+    for i in range(2):
+        env = dict(
+            os.environ,
+            PYTHONPATH=root,
+            TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}),
+        )
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-c", _WORKER, str(tmp_path)],
+                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            )
+        )
+    histories = []
+    try:
+        for p in procs:
+            out, err = p.communicate(timeout=240)
+            lines = [l for l in out.splitlines() if l.startswith("RESULT")]
+            assert p.returncode == 0 and lines, err[-3000:]
+            histories.append(json.loads(lines[-1][len("RESULT"):]))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    chief, other = histories
+    assert [r[0] for r in chief] == [2, 4]
+    assert chief == other
+    files = [f for f in os.listdir(tmp_path) if f.endswith(".gradient_monitor")]
+    assert len(files) == 1 and f".{procs[0].pid}." in files[0]
