@@ -1,6 +1,19 @@
 """Benchmark: fit time with GradientMonitor divided by fit time without.
 
-An 8-layer 256-wide ReLU MLP, batch 128, 50 steps an epoch, on this CPU.
+Part 1, what users pay (`--whole-fit`, the default runs both parts): the
+whole wall time of `fit`, setup and Keras's own trace included, with the
+callback over without, medians of interleaved repetitions:
+
+- a user's first fit: a fresh model (built and compiled in the timing)
+  fit for 5 epochs of 40 steps;
+- a second 1-epoch fit of the same model with the same callback, over a
+  second 1-epoch fit without one;
+
+for an 8x256 ReLU MLP (batch 128) and a small CNN (two Conv2D+ReLU layers
+and a Dense layer; 32x32x3 inputs, batch 32), beside Keras's
+`TensorBoard(histogram_freq=1)`.
+
+Part 2, steady state (`--steady`): an 8-layer 256-wide ReLU MLP, batch 128, 50 steps an epoch, on this CPU.
 Every configuration is measured side by side in one run. During each fit,
 after every batch, a batch-end hook runs one step of a second, identical
 model that has no callback (its own compiled train function) and times it:
@@ -28,9 +41,10 @@ Compared with Keras's TensorBoard callback (histogram_freq=1) and with a
 control, a callback that does nothing: what it measures is the method's own
 error.
 
-    python benchmarks/monitor.py          # 5 repetitions
-    python benchmarks/monitor.py --quick  # 2 repetitions, 3 epochs
-    python benchmarks/monitor.py --only update_freq=1
+    python benchmarks/monitor.py          # both parts
+    python benchmarks/monitor.py --whole-fit --repeats 3
+    python benchmarks/monitor.py --steady --quick  # 2 repetitions, 3 epochs
+    python benchmarks/monitor.py --steady --only update_freq=1
 """
 
 import argparse
@@ -63,6 +77,81 @@ def build():
     return model
 
 
+def build_cnn():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((32, 32, 3)),
+            keras.layers.Conv2D(16, 3, activation="relu"),
+            keras.layers.Conv2D(16, 3, activation="relu"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10),
+        ]
+    )
+    model.compile(
+        optimizer="sgd",
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    return model
+
+
+def whole_fit(repeats):
+    """Part 1: whole-fit wall time ratios, printed as a table."""
+    rng = np.random.RandomState(0)
+    cases = {
+        "8x256 ReLU MLP": (build, rng.rand(128 * 40, 256).astype("float32"), 128),
+        "small CNN": (build_cnn, rng.rand(32 * 40, 32, 32, 3).astype("float32"), 32),
+    }
+    tmp = tempfile.mkdtemp(prefix="monitor_whole_fit_")
+    configs = {
+        "none": None,
+        'update_freq="epoch"': lambda d: GradientMonitor(log_dir=d, update_freq="epoch"),
+        "update_freq=1": lambda d: GradientMonitor(log_dir=d, update_freq=1),
+        "Keras TensorBoard(histogram_freq=1)": lambda d: keras.callbacks.TensorBoard(
+            d, histogram_freq=1
+        ),
+    }
+    rows = []
+    for case, (make_model, x, batch) in cases.items():
+        y = rng.randint(0, 10, len(x))
+        first = {name: [] for name in configs}
+        second = {name: [] for name in configs}
+        for rep in range(repeats):
+            for name, make in configs.items():
+                log_dir = os.path.join(tmp, f"{case}-{name}-{rep}")
+                t0 = time.perf_counter()
+                model = make_model()
+                callbacks = [make(log_dir)] if make else []
+                model.fit(x, y, batch_size=batch, epochs=5, verbose=0, callbacks=callbacks)
+                t1 = time.perf_counter()
+                model.fit(x, y, batch_size=batch, epochs=1, verbose=0, callbacks=callbacks)
+                t2 = time.perf_counter()
+                first[name].append(t1 - t0)
+                second[name].append(t2 - t1)
+        base_first, base_second = np.median(first["none"]), np.median(second["none"])
+        for name in configs:
+            if name == "none":
+                continue
+            rows.append(
+                (
+                    case,
+                    name,
+                    np.median(first[name]) / base_first,
+                    np.median(second[name]) / base_second,
+                )
+            )
+        print(
+            f"{case}: no-callback first fit {base_first:.2f} s, second fit "
+            f"{base_second:.2f} s (medians of {repeats})"
+        )
+    print()
+    print("| model | callback | first fit (5 epochs, fresh model) | second 1-epoch fit |")
+    print("|---|---|---|---|")
+    for case, name, a, b in rows:
+        print(f"| {case} | {name} | {a:.2f}x | {b:.2f}x |")
+    print()
+
+
 class Nothing(keras.callbacks.Callback):
     """The control: what the method measures for a callback with no work."""
 
@@ -70,12 +159,18 @@ class Nothing(keras.callbacks.Callback):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 repetitions")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--whole-fit", action="store_true", help="only part 1")
+    parser.add_argument("--steady", action="store_true", help="only part 2")
     parser.add_argument(
         "--only", default="", help="measure only the callbacks whose name has this"
     )
     args = parser.parse_args()
-    repeats = 2 if args.quick else args.repeats
+    if not args.steady:
+        whole_fit(args.repeats or 3)
+    if args.whole_fit:
+        return
+    repeats = 2 if args.quick else (args.repeats or 5)
     rng = np.random.RandomState(0)
     x = rng.rand(128 * 50, 256).astype("float32")
     y = rng.randint(0, 10, 128 * 50)

@@ -308,8 +308,8 @@ def test_site_figures_and_histograms_mask_nan_in_graph_mode_and_under_xla(jit):
         for site in (tanh, relu, ours):
             fired, saturated = state._site_step(site, y, y, [0], 0.0, 0.3)
             out += [tf.cast(fired, tf.float32), saturated]
-        counts, lohi = state.histogram(tf.reshape(y, [-1]), 4)
-        return out + [counts, lohi]
+        counts, lohi = state.histograms([tf.reshape(y, [-1])], 4, xla=jit)
+        return out + [counts[0], lohi[0]]
 
     tanh_fired, tanh_sat, relu_fired, relu_sat, ours_fired, ours_sat, counts, lohi = (
         t.numpy() for t in figures(tf.constant(y))
@@ -324,3 +324,35 @@ def test_site_figures_and_histograms_mask_nan_in_graph_mode_and_under_xla(jit):
     np.testing.assert_array_equal(lohi, [-1.0, 2.0])
     np.testing.assert_array_equal(counts, [1, 1, 1, 1])  # -1, 0 | 0.5 | 2 ... finite only
     assert counts.sum() == 4
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_one_bucket_arithmetic_on_the_device_under_xla_and_on_the_host(jit):
+    # The activations are counted on the device (tf.histogram_fixed_width,
+    # or its arithmetic under XLA), the gradients on the host: the same
+    # counts and edges, at bucket edges, single values, extremes and NaN.
+    from keras_activations.monitor import record, state
+
+    rng = np.random.RandomState(0)
+    cases = [
+        rng.randn(10007).astype(np.float32),
+        np.linspace(-1, 1, 301, dtype=np.float32),  # values on the edges
+        np.full(17, 3.5, np.float32),  # a single value
+        np.array([np.nan, np.inf, -np.inf], np.float32),  # no finite value
+        # A tiny range of normal floats (TensorFlow's CPU kernels flush
+        # subnormals to 0, NumPy does not: below 1.2e-38 the two differ).
+        np.array([2e-38, 6e-38, np.nan, 4e-38], np.float32),
+        np.array([-3e38, 3e38, 0.0], np.float32),  # the range overflows float32
+        np.concatenate([rng.rand(500), [np.nan] * 7, [np.inf] * 3]).astype(np.float32),
+    ]
+
+    @tf.function(jit_compile=jit)
+    def device(flats):
+        return state.histograms(flats, 7, xla=jit)
+
+    counts, lohi = device([tf.constant(c) for c in cases])
+    for values, c, r in zip(cases, counts.numpy(), lohi.numpy()):
+        host = record.histogram(values, 7)
+        np.testing.assert_array_equal(c, host["counts"])
+        np.testing.assert_array_equal(record.edges(r, 7), host["edges"])
+        assert c.sum() == np.isfinite(values).sum()

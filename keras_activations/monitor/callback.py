@@ -174,7 +174,7 @@ class GradientMonitor(keras.callbacks.Callback):
         self._hooks = None
         self._step = 0  # step label of the last recorded step
         self._count = 0  # the state's step count at the last record
-        self._prev_valid = False
+        self._prev = None  # the last record's gradient snapshot (cosine)
         self._epoch = 0
         self._warned = set()
 
@@ -380,10 +380,11 @@ class GradientMonitor(keras.callbacks.Callback):
             self.dead_tolerance,
             self.saturation_tolerance,
             var_key=lambda v: compat.variable_key(owner, v),
+            xla=bool(getattr(self.model, "jit_compile", False)),
         )
         self._layout = record_lib.Layout(self._state, self._watched, order)
         self._count = 0
-        self._prev_valid = False
+        self._prev = None
 
     def _discover(self, iterator):
         """Calls the model symbolically once on the data's spec to learn the
@@ -447,16 +448,16 @@ class GradientMonitor(keras.callbacks.Callback):
         if steps <= 0:
             return
         self._step += steps
-        record = self._layout.record(
+        record, snapshot = self._layout.record(
             raw,
             step=self._step,
             epoch=self._epoch,
             steps=steps,
             start=self._count,
-            prev_valid=self._prev_valid,
+            prev=self._prev,
         )
-        if int(raw["gsnap_count"]) > self._count:
-            self._prev_valid = True
+        if snapshot is not None:
+            self._prev = snapshot
         self._count = count
         self._records.append(record)
         if self._writes:

@@ -33,6 +33,30 @@ def _histogram(counts, lohi):
     return {"edges": edges(lohi, counts.shape[-1]), "counts": np.rint(counts).astype(np.int64)}
 
 
+def histogram(values, bins):
+    """The histogram of an array's finite values (NaN and inf left out):
+    `bins` equal-width buckets over their [min, max] (a single value `v`:
+    `[v, v + max(|v|, 1) * 1e-3]`; none: `[0, 1e-3]`), with the arithmetic
+    of `tf.histogram_fixed_width`, which counts the activations on the
+    device (`state.histograms`).
+
+    Returns:
+        `{"edges": [bins + 1], "counts": [bins]}`.
+    """
+    flat = np.asarray(values, np.float32).ravel()
+    if not np.isfinite(flat).all():
+        flat = flat[np.isfinite(flat)]
+    lo = flat.min() if flat.size else np.float32(0)
+    hi = flat.max() if flat.size else np.float32(0)
+    if not hi > lo:
+        hi = np.float32(lo + np.maximum(np.abs(lo), np.float32(1)) * np.float32(1e-3))
+    step = (np.float64(hi) - np.float64(lo)) / bins
+    scaled = (np.maximum(flat, lo).astype(np.float64) - np.float64(lo)) / step
+    bucket = np.minimum(scaled, bins - 1).astype(np.int64)
+    counts = np.bincount(bucket, minlength=bins)
+    return {"edges": edges((lo, hi), bins), "counts": counts.astype(np.int64)}
+
+
 def _norm(sumsq):
     sumsq = float(sumsq)
     return float(np.sqrt(sumsq)) if np.isfinite(sumsq) else float("nan")
@@ -87,18 +111,14 @@ class Layout:
             for j, i in enumerate(state.watched)
         ]
         self.n_variables = len(variables)
-        names = dict(watched)
+        # (row in the packed site figures, site, units slice, record name).
+        name_of = {id(layer): name for name, layer in watched}
         self.sites = [
-            (names_key, s.site)
-            for names_key, s in state.sites.items()
+            (k, site, slice(state.offsets[k], state.offsets[k] + state.sizes[k]), name_of.get(id(site.layer), site.name))
+            for k, site in enumerate(state.sites)
         ]
-        self.site_names = {}
-        layer_name = {id(layer): name for name, layer in watched}
-        for key, site in self.sites:
-            self.site_names[key] = layer_name.get(key, site.name)
-        del names
 
-    def record(self, raw, *, step, epoch, steps, start, prev_valid):
+    def record(self, raw, *, step, epoch, steps, start, prev):
         """The record of a window.
 
         Args:
@@ -107,8 +127,13 @@ class Layout:
             epoch: The epoch of the window's end.
             steps: Steps in the window.
             start: The device step count before the window's first step.
-            prev_valid: Whether an earlier record took a gradient snapshot
-                (the cosine needs one).
+            prev: The gradient snapshot of an earlier record (`[watched
+                variables]` flat float64 arrays), or `None`; the cosine is
+                this record's snapshot against it.
+
+        Returns:
+            `(record, snapshot)`: the record, and its gradient snapshot
+            (for the next record's `prev`), or `None` without one.
         """
         count = int(raw["count"])
 
@@ -117,7 +142,7 @@ class Layout:
 
         applied = int(raw["grad_count"]) > start
         snapshot = applied and int(raw["gsnap_count"]) == int(raw["grad_count"])
-        sumsq = np.asarray(raw["sumsq"], np.float64)
+        sumsq = 2.0 * np.asarray(raw["sumsq"], np.float64)  # half sums on the device
         record = {
             "step": int(step),
             "epoch": int(epoch),
@@ -140,13 +165,15 @@ class Layout:
                 "activation_std": None,
                 "activation_histogram": None,
             }
+        packed = np.asarray(raw.get("cur", np.zeros(0)), np.float32)
+        cur = np.split(packed, np.cumsum([size for *_, size in self.variables])[:-1]) if self.variables else []
         per_layer = {}
         for j, i, path, owner, size in self.variables:
             record["variables"][path] = {
                 "norm": _norm(sumsq[i]) if applied else None,
                 "nonfinite": int(round(float(raw["nonfinite"][i]))),
                 "size": size,
-                "histogram": _histogram(raw["ghist"][j], raw["glohi"][j]) if snapshot else None,
+                "histogram": histogram(cur[j], self.bins) if snapshot else None,
             }
             if owner in record["layers"]:
                 per_layer.setdefault(owner, []).append((j, i))
@@ -154,17 +181,19 @@ class Layout:
             entry = record["layers"][name]
             if applied:
                 entry["gradient_norm"] = _norm(sum(sumsq[i] for _, i in items))
-            if snapshot and prev_valid:
+            if snapshot and prev is not None:
+                # float32 dot products (float64 BLAS is slow on some builds)
                 dot, prev_sq, cur_sq = (
-                    float(np.sum(raw["dots"][r][[j for j, _ in items]])) for r in range(3)
+                    sum(float(np.dot(a[j], b[j])) for j, _ in items)
+                    for a, b in ((cur, prev), (prev, prev), (cur, cur))
                 )
                 entry["gradient_cosine"] = _cosine(dot, prev_sq, cur_sq)
         last = int(raw["snap_count"]) == count
-        for key, site in self.sites:
-            entry = record["layers"].get(self.site_names[key])
+        for k, site, units, name in self.sites:
+            entry = record["layers"].get(name)
             if entry is None:
                 continue
-            entry.update(_site_figures(site, raw[f"fired/{key}"], raw[f"stats/{key}"]))
-            if last:
-                entry["activation_histogram"] = _histogram(raw[f"hist/{key}"], raw[f"lohi/{key}"])
-        return record
+            entry.update(_site_figures(site, raw["fired"][units], raw["stats"][k]))
+            if last and raw["hist"][k].sum() > 0:
+                entry["activation_histogram"] = _histogram(raw["hist"][k], raw["lohi"][k])
+        return record, (cur if snapshot else None)
