@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from keras_activations._backend import as_float_tensor, compiled, tf
 from keras_activations.activations import _ops
+from keras_activations.activations._math import expm1_nonpositive
 from keras_activations.activations.registry import register
 from keras_activations.spec import ActivationSpec, GradAtZero, check_real, resolve_grad_at_zero
 
@@ -12,8 +13,8 @@ SELU_SCALE = 1.0507009873554804934193349852946
 
 
 def _forward(x, scale, scaled_alpha, at_zero):  # noqa: ARG001 - shares the backward consts
-    # scale * (x if x > 0 else alpha * expm1(x)); expm1 keeps full precision near 0.
-    return tf.where(x > 0, scale * x, scaled_alpha * tf.math.expm1(x))
+    # scale * (x if x > 0 else alpha * expm1(x)); expm1 keeps full precision near 0, in TFLite too.
+    return tf.where(x > 0, scale * x, scaled_alpha * expm1_nonpositive(x))
 
 
 def _derivative(x, scale, scaled_alpha, at_zero):
@@ -141,7 +142,7 @@ def celu(x, alpha: float = 1.0):
 
 
 def _celu_forward(x, alpha):
-    return tf.where(x > 0, x, alpha * tf.math.expm1(x / alpha))
+    return tf.where(x > 0, x, alpha * expm1_nonpositive(x / alpha))
 
 
 def _celu_derivative(x, alpha):

@@ -6,12 +6,13 @@ import numpy as np
 
 from keras_activations._backend import as_float_tensor, compiled, param_tensor, tf, unbroadcast
 from keras_activations.activations import _ops
+from keras_activations.activations._math import expm1_nonpositive
 from keras_activations.activations.registry import register
 from keras_activations.spec import ActivationSpec
 
 
 def _forward(x, a, b):
-    return tf.where(x >= 0, (a / b) * x, a * tf.math.expm1(x / b))
+    return tf.where(x >= 0, (a / b) * x, a * expm1_nonpositive(x / b))
 
 
 def _derivative(x, a, b):

@@ -1,0 +1,31 @@
+"""Elementary functions written with ops that every backend keeps exact (XLA, graph kernels, TFLite)."""
+
+from __future__ import annotations
+
+from keras_activations._backend import tf
+
+
+def expm1_nonpositive(x: tf.Tensor) -> tf.Tensor:
+    """`exp(x) - 1` for `x <= 0`, exact near 0 everywhere: `2 tanh(x/2) / (1 - tanh(x/2))`.
+
+    `tf.math.expm1` is exact in TensorFlow and XLA, but the TFLite converter lowers it to `EXP` then
+    `SUB` (40% off at x = -1e-7 in float32); TFLite's `TANH` is exact near 0, and for `x <= 0` the
+    denominator is in [1, 2], so the quotient loses nothing (within 2 ulp of expm1 in float32). It is
+    -1 at -inf and NaN at NaN. Positive inputs give 0: every caller selects another branch there, and
+    no large positive input can make an inf (or, through the unselected branch, a NaN).
+
+    Args:
+        x: float tensor.
+
+    Returns:
+        `expm1(min(x, 0))`, of `x`'s shape and dtype (NaN stays NaN).
+
+    Example:
+
+    >>> expm1_nonpositive(tf.constant([-1e-7, -1.0, 5.0]))
+    <tf.Tensor: ... numpy=array([-1.e-07, -6.3212055e-01, 0.], dtype=float32)>
+    """
+    # A where, not tf.minimum: NaN must pass through on every CPU (x > 0 is False for NaN).
+    half = 0.5 * tf.where(x > 0, tf.zeros_like(x), x)
+    t = tf.math.tanh(half)
+    return 2 * t / (1 - t)
