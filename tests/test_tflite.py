@@ -20,7 +20,7 @@ GRID = np.array([0.0, 1e-7, -1e-7, 1e-3, -1e-3, 1.0, -1.0, 20.0, -20.0, 1e4, -1e
 RTOL, ATOL = 1e-6, 1e-9
 
 
-def _model():
+def every_activation_model():
     """One model, one output per activation case (as an Activation layer) and per layer of LAYERS."""
     inputs = keras.Input((GRID.size,), name="x")
     outputs, expected = {}, {}
@@ -39,7 +39,7 @@ def _model():
 
 @pytest.fixture(scope="module")
 def model_and_expected():
-    return _model()
+    return every_activation_model()
 
 
 def _converter(model, source, tmp_path):
@@ -66,9 +66,9 @@ def test_tflite_outputs_match_float64_closed_forms(model_and_expected, source, t
         got = results[key]
         assert got.dtype == np.float32
         np.testing.assert_allclose(got.astype(np.float64), want, rtol=RTOL, atol=ATOL, err_msg=key)
-    # The TFLite model computes what Keras computes, to the bit or nearly.
+    # The TFLite model computes what Keras computes, within a few ulp (TFLite's tanh is not XLA's).
     keras_results = model(GRID[None])
     for key in expected:
-        np.testing.assert_allclose(results[key], keras_results[key].numpy(), rtol=2e-7, atol=1e-12,
+        np.testing.assert_allclose(results[key], keras_results[key].numpy(), rtol=5e-7, atol=1e-12,
                                    err_msg=key)
 

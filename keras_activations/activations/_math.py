@@ -10,7 +10,8 @@ def expm1_nonpositive(x: tf.Tensor) -> tf.Tensor:
 
     `tf.math.expm1` is exact in TensorFlow and XLA, but the TFLite converter lowers it to `EXP` then
     `SUB` (40% off at x = -1e-7 in float32); TFLite's `TANH` is exact near 0, and for `x <= 0` the
-    denominator is in [1, 2], so the quotient loses nothing (within 2 ulp of expm1 in float32). It is
+    denominator is in [1, 2], so the quotient cancels nothing: within 5 ulp of the exact expm1 in
+    float32 (TensorFlow's expm1 kernel: 3.3 ulp), and no slower than XLA's expm1. It is
     -1 at -inf and NaN at NaN. Positive inputs give 0: every caller selects another branch there, and
     no large positive input can make an inf (or, through the unselected branch, a NaN).
 

@@ -69,9 +69,10 @@ def _scaled_elu(x, scale, alpha, grad_at_zero, name):
 def elu(x, alpha: float = 1.0, grad_at_zero: GradAtZero = "right"):
     """Exponential linear unit (Clevert et al. 2015, arXiv:1511.07289).
 
-    Formula: `f(x) = x if x > 0 else alpha * (exp(x) - 1)`, computed with `expm1` (exact near 0,
-    unlike graph-mode `tf.nn.elu`). Derivative: `1 if x > 0 else alpha * exp(x)`, computed in the
-    backward pass from the output (`y + alpha`), like TensorFlow's EluGrad.
+    Formula: `f(x) = x if x > 0 else alpha * (exp(x) - 1)`, computed with an `expm1` that is exact
+    near 0 (unlike graph-mode `tf.nn.elu`), also after TFLite conversion. Derivative: `1 if x > 0
+    else alpha * exp(x)`, computed in the backward pass from the output (`y + alpha`), like
+    TensorFlow's EluGrad.
 
     Args:
         x: float tensor (float16, bfloat16, float32 or float64).
