@@ -14,8 +14,9 @@ from tests.test_layers import LAYER_REFERENCES, LAYERS
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated")
 
-# The points, and -0.5 so that Maxout(num_units=3) gets three groups of four.
-GRID = np.array([0.0, 1e-7, -1e-7, 1e-3, -1e-3, 1.0, -1.0, 20.0, -20.0, 1e4, -1e4, -0.5], np.float32)
+# The points, -0.5, and +-inf and NaN (Maxout(num_units=3) gets three groups of five).
+GRID = np.array([0.0, 1e-7, -1e-7, 1e-3, -1e-3, 1.0, -1.0, 20.0, -20.0, 1e4, -1e4, -0.5,
+                 np.inf, -np.inf, np.nan], np.float32)
 # The float32 tolerances of the TensorFlow tests (test_dtype_is_preserved_and_values_close).
 RTOL, ATOL = 1e-6, 1e-9
 
@@ -53,11 +54,10 @@ def _converter(model, source, tmp_path):
 def test_tflite_outputs_match_float64_closed_forms(model_and_expected, source, tmp_path):
     model, expected = model_and_expected
     converter = _converter(model, source, tmp_path)
-    # TFLite's built-in ops only (the default): no Flex (TensorFlow) op, no custom op.
+    # TFLite's built-in ops only (the default, said here): conversion fails on any op outside them, a
+    # Flex (TensorFlow) op or a custom op.
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     interpreter = tf.lite.Interpreter(model_content=converter.convert())
-    ops = {op["op_name"] for op in interpreter._get_ops_details()}
-    assert not {op for op in ops if "CUSTOM" in op.upper() or "FLEX" in op.upper()}, ops
     runner = interpreter.get_signature_runner()
     (input_name,) = interpreter.get_signature_list()["serving_default"]["inputs"]
     results = runner(**{input_name: GRID[None]})
@@ -65,10 +65,11 @@ def test_tflite_outputs_match_float64_closed_forms(model_and_expected, source, t
     for key, want in expected.items():
         got = results[key]
         assert got.dtype == np.float32
-        np.testing.assert_allclose(got.astype(np.float64), want, rtol=RTOL, atol=ATOL, err_msg=key)
+        np.testing.assert_allclose(got.astype(np.float64), want, rtol=RTOL, atol=ATOL, equal_nan=True,
+                                   err_msg=key)
     # The TFLite model computes what Keras computes, within a few ulp (TFLite's tanh is not XLA's).
     keras_results = model(GRID[None])
     for key in expected:
-        np.testing.assert_allclose(results[key], keras_results[key].numpy(), rtol=5e-7, atol=1e-12,
-                                   err_msg=key)
+        np.testing.assert_allclose(results[key], keras_results[key].numpy(), rtol=RTOL, atol=1e-12,
+                                   equal_nan=True, err_msg=key)
 

@@ -11,9 +11,10 @@ def expm1_nonpositive(x: tf.Tensor) -> tf.Tensor:
     `tf.math.expm1` is exact in TensorFlow and XLA, but the TFLite converter lowers it to `EXP` then
     `SUB` (40% off at x = -1e-7 in float32); TFLite's `TANH` is exact near 0, and for `x <= 0` the
     denominator is in [1, 2], so the quotient cancels nothing: within 5 ulp of the exact expm1 in
-    float32 (TensorFlow's expm1 kernel: 3.3 ulp), and no slower than XLA's expm1. It is
-    -1 at -inf and NaN at NaN. Positive inputs give 0: every caller selects another branch there, and
-    no large positive input can make an inf (or, through the unselected branch, a NaN).
+    float32 (TensorFlow's expm1 kernel: 3.3 ulp); compiled, 0.67x the time of XLA's expm1 on 4M
+    elements, 1.15x on 16K. It is -1 at -inf and NaN at NaN. Positive inputs give 0: every caller
+    selects another branch there, and no large positive input can make an inf (or, through the
+    unselected branch, a NaN).
 
     Args:
         x: float tensor.
@@ -26,7 +27,8 @@ def expm1_nonpositive(x: tf.Tensor) -> tf.Tensor:
     >>> expm1_nonpositive(tf.constant([-1e-7, -1.0, 5.0]))
     <tf.Tensor: ... numpy=array([-1.e-07, -6.3212055e-01, 0.], dtype=float32)>
     """
-    # A where, not tf.minimum: NaN must pass through on every CPU (x > 0 is False for NaN).
-    half = 0.5 * tf.where(x > 0, tf.zeros_like(x), x)
-    t = tf.math.tanh(half)
-    return 2 * t / (1 - t)
+    # Selects, not tf.minimum or tanh, decide NaN: whether max, min or a backend's tanh (which clamps
+    # its input) pass NaN on differs between CPUs. NaN fails both comparisons and comes back as is.
+    zero = tf.zeros_like(x)
+    t = tf.math.tanh(0.5 * tf.where(x > 0, zero, x))
+    return tf.where(x > 0, zero, tf.where(x <= 0, 2 * t / (1 - t), x))
