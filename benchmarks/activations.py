@@ -12,8 +12,8 @@ every activation site the same activation, in graph mode and with `jit_compile=T
 and to Keras's equivalent where Keras has one.
 
 Repetitions are interleaved round-robin so that machine noise hits every row alike; the tables show
-medians and ratios measured in this one run. `--quick` (1M elements, 3 repetitions) takes about two
-minutes on 2 cores, the default about five.
+medians and ratios measured in this one run. `--quick` (1M elements, 3 repetitions) takes about 2.5
+minutes on 2 cores, the default about 4.5.
 """
 
 import argparse
