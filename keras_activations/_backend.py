@@ -16,8 +16,9 @@ except ImportError as exc:  # pragma: no cover - exercised only without TensorFl
 FLOAT_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
 HALF_DTYPES = (tf.float16, tf.bfloat16)
 
-# The forward and backward bodies are XLA-compiled: XLA's expm1 is exact near 0, where the
-# graph-mode Eigen kernels behind tf.nn.elu compute exp(x) - 1 and lose all precision. Setting
+# The forward and backward bodies are XLA-compiled: one fused pass each. (Their expm1 is exact near 0
+# in every backend, see activations/_math.py, where the graph-mode Eigen kernels behind tf.nn.elu
+# compute exp(x) - 1 and lose all precision.) Setting
 # KERAS_ACTIVATIONS_XLA=0 runs the same bodies as plain TensorFlow ops (for platforms without XLA).
 USE_XLA = os.environ.get("KERAS_ACTIVATIONS_XLA", "1") != "0"
 

@@ -300,7 +300,42 @@ def test_xla_equals_graph_mode_with_unknown_batch(case):
     graph = tf.function(step, input_signature=signature)(x)
     xla = tf.function(step, input_signature=signature, jit_compile=True)(x)
     eager = step(x)
-    # XLA may fold the constants of an inlined body differently (x / alpha -> x * (1 / alpha)).
+    # XLA may fold the constants of an inlined body differently (x / alpha -> x * (1 / alpha)), and
+    # a gradient computed from the output deep in saturation (celu(alpha=0.01) at x = -0.17: y / alpha
+    # + 1 = 5e-8) keeps the absolute error of its terms, 1 ulp of 1.
+    ulp = np.finfo(np.float64).eps
     for a, b, c in zip(graph, xla, eager):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-13, atol=1e-15)
-        np.testing.assert_allclose(a.numpy(), c.numpy(), rtol=1e-15)
+        np.testing.assert_allclose(a.numpy(), c.numpy(), rtol=1e-15, atol=ulp)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=lambda d: d.name)
+@pytest.mark.parametrize("jit", [False, True], ids=["graph", "xla"])
+def test_expm1_nonpositive_is_expm1_below_zero_and_its_derivative_exp(dtype, jit):
+    from keras_activations.activations._math import expm1_nonpositive
+
+    x = np.array([0.0, -0.0, -1e-30, -1e-7, -1e-3, -0.5, -1.0, -20.0, -1e4, -np.inf, np.nan,
+                  1e-7, 1.0, 20.0, 1e4, np.inf])
+
+    @tf.function(jit_compile=jit)
+    def value_and_derivative(t):
+        with tf.GradientTape() as tape:
+            tape.watch(t)
+            y = expm1_nonpositive(t)
+        return y, tape.gradient(y, t)
+
+    xq = tf.constant(x, dtype)
+    y, dy = (tf.cast(v, tf.float64).numpy() for v in value_and_derivative(xq))
+    x64 = tf.cast(xq, tf.float64).numpy()
+    eps = {tf.float16: 2.0 ** -10, tf.bfloat16: 2.0 ** -7, tf.float32: 2.0 ** -23, tf.float64: 2.0 ** -52}[dtype]
+    with np.errstate(all="ignore"):
+        want = np.where(x64 > 0, 0.0, np.expm1(x64))
+        want_derivative = np.where(x64 > 0, 0.0, np.exp(x64))
+    tiny = (x64 < 0) & (x64 > -1e-3)  # relative accuracy where exp(x) - 1 would lose it
+    np.testing.assert_allclose(y, want, rtol=4 * eps, atol=0, equal_nan=True)
+    assert np.all(np.abs(y[tiny] / want[tiny] - 1) <= 4 * eps)
+    finite = np.isfinite(x64)
+    assert np.all(np.isfinite(dy[finite]))
+    # Autodiff goes through tanh' = 1 - t^2, 0 once t rounds to -1 (x < -17 in float32): an absolute
+    # error below 1 ulp of the derivative's scale, 1 (the activations' own gradients are hand-written).
+    np.testing.assert_allclose(dy[finite], want_derivative[finite], rtol=8 * eps, atol=eps)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from keras_activations._backend import as_float_tensor, compiled, tf
 from keras_activations.activations import _ops
+from keras_activations.activations._math import expm1_nonpositive
 from keras_activations.activations.registry import register
 from keras_activations.spec import ActivationSpec, GradAtZero, check_real, resolve_grad_at_zero
 
@@ -12,8 +13,8 @@ SELU_SCALE = 1.0507009873554804934193349852946
 
 
 def _forward(x, scale, scaled_alpha, at_zero):  # noqa: ARG001 - shares the backward consts
-    # scale * (x if x > 0 else alpha * expm1(x)); expm1 keeps full precision near 0.
-    return tf.where(x > 0, scale * x, scaled_alpha * tf.math.expm1(x))
+    # scale * (x if x > 0 else alpha * expm1(x)); expm1 keeps full precision near 0, in TFLite too.
+    return tf.where(x > 0, scale * x, scaled_alpha * expm1_nonpositive(x))
 
 
 def _derivative(x, scale, scaled_alpha, at_zero):
@@ -68,9 +69,10 @@ def _scaled_elu(x, scale, alpha, grad_at_zero, name):
 def elu(x, alpha: float = 1.0, grad_at_zero: GradAtZero = "right"):
     """Exponential linear unit (Clevert et al. 2015, arXiv:1511.07289).
 
-    Formula: `f(x) = x if x > 0 else alpha * (exp(x) - 1)`, computed with `expm1` (exact near 0,
-    unlike graph-mode `tf.nn.elu`). Derivative: `1 if x > 0 else alpha * exp(x)`, computed in the
-    backward pass from the output (`y + alpha`), like TensorFlow's EluGrad.
+    Formula: `f(x) = x if x > 0 else alpha * (exp(x) - 1)`, computed with an `expm1` that is exact
+    near 0 (unlike graph-mode `tf.nn.elu`), also after TFLite conversion. Derivative: `1 if x > 0
+    else alpha * exp(x)`, computed in the backward pass from the output (`y + alpha`), like
+    TensorFlow's EluGrad.
 
     Args:
         x: float tensor (float16, bfloat16, float32 or float64).
@@ -141,7 +143,7 @@ def celu(x, alpha: float = 1.0):
 
 
 def _celu_forward(x, alpha):
-    return tf.where(x > 0, x, alpha * tf.math.expm1(x / alpha))
+    return tf.where(x > 0, x, alpha * expm1_nonpositive(x / alpha))
 
 
 def _celu_derivative(x, alpha):
