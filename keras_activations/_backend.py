@@ -65,3 +65,10 @@ def unbroadcast(grad: tf.Tensor, shape: tf.Tensor, dtype) -> tf.Tensor:
     _, axes = tf.raw_ops.BroadcastGradientArgs(s0=tf.shape(grad), s1=shape)
     summed = tf.reshape(tf.reduce_sum(grad, axis=axes), shape)
     return tf.cast(summed, dtype)
+
+
+def is_functional_model(model) -> bool:
+    """Whether `model` is a Functional Keras model (Keras has no public name for the class)."""
+    from keras.src.models.functional import Functional
+
+    return isinstance(model, Functional)

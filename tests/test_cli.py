@@ -70,8 +70,8 @@ def test_report_json_contents(comparison):
         assert row["val_loss"] > 0
         assert [e["depth"] for e in row["by_depth"]] == list(range(6))
         assert row["grad_ratio"] > 0
-    best = max(report["runs"], key=lambda r: r["val_accuracy"])
-    assert report["best"] == best["activation"]
+    best = min(report["runs"], key=lambda r: r["val_loss"])
+    assert report["best_by"] == "val_loss" and report["best"] == best["activation"]
     rows = {r["activation"]: r for r in report["runs"]}
     # The deep sigmoid net's gradients vanish toward the input; ReLU's do not.
     assert rows["sigmoid"]["grad_ratio"] < 0.1 < rows["relu"]["grad_ratio"]
@@ -99,7 +99,7 @@ def test_report_md_and_figures(comparison):
 
 def test_tensorboard_runs_overlay(comparison):
     _, out, _ = comparison
-    runs = sorted(p.name for p in (out / "tensorboard").iterdir())
+    runs = sorted(p.name for p in (out / "tensorboard").iterdir() if p.is_dir())
     assert runs == sorted(ACTIVATIONS)
     for name in ACTIVATIONS:
         events = list((out / "tensorboard" / name).rglob("events.out.tfevents.*"))
@@ -194,13 +194,32 @@ def test_dataset_not_available_offline_says_how_to_download(tmp_path, capsys):
         (["--depth", "0"], "--depth: expected a positive integer, got 0"),
         (["--learning-rate", "-1"], "--learning-rate: expected a positive number"),
         (["--target-accuracy", "1.5"], "--target-accuracy: expected a number in (0, 1]"),
-        (["--model", "rnn"], "--model: invalid choice: 'rnn'"),
+        (["--model", "rnn"], "--model 'rnn' is not 'mlp', 'cnn', a .keras file or module:function"),
+        (["--epochs", "0"], "argument --epochs: expected a positive integer, got 0"),
+        (["--learning-rate", "nan"], "argument --learning-rate: expected a positive number, got nan"),
+        (["--learning-rate", "inf"], "expected a positive number, got inf"),
+        (["--momentum", "nan"], "argument --momentum: expected a number >= 0"),
+        (["--optimizer", "rmsprop"], "argument --optimizer: invalid choice: 'rmsprop'"),
+        (["--image-size", "big"], "expected HEIGHTxWIDTH"),
+        (["--no-such-option"], "unrecognized arguments: --no-such-option"),
+        (["--overwrite", "--resume"], "--overwrite and --resume exclude each other"),
     ],
 )
 def test_bad_numbers_and_choices(tmp_path, capsys, args, message):
+    """One line on stderr, no usage block, exit 2; nothing written."""
     rc = cli.main(["compare", "--out", str(tmp_path / "o")] + args)
     assert rc == 2
-    assert message in capsys.readouterr().err
+    assert message in _error_line(capsys)
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("under", ["somefile/sub", "somefile/a/b", "somefile"])
+def test_out_under_a_regular_file(tmp_path, capsys, under):
+    (tmp_path / "somefile").write_text("x")
+    rc = cli.main(["compare", "--activations", "relu", "--out", str(tmp_path / under)])
+    assert rc == 2
+    line = _error_line(capsys)
+    assert "is a file, not a directory" in line and "--out" in line
 
 
 def test_no_command_prints_help(capsys):

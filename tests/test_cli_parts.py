@@ -136,13 +136,18 @@ def _row(name, val_acc, val_loss, epochs_to=None, dead=None):
             "val_loss": val_loss, "train_accuracy": 0.9, "val_accuracy": val_acc,
             "epochs_to_target": epochs_to, "grad_ratio": 1e-6, "dead_fraction": dead,
             "activation_mean": 0.25, "gradient_cosine": 0.5,
-            "seconds_per_epoch": 0.3, "by_depth": []}
+            "seconds_per_epoch": 0.3, "by_depth": [], "metrics": ["loss", "accuracy"]}
 
 
 def test_best_row_and_markdown_cells():
     rows = [_row("a", 0.9, 0.3, 2), _row("b", 0.95, 0.5), _row("c", 0.95, 0.2, 4, 0.125),
             _row("d", float("nan"), float("nan"))]
-    assert report_lib.best_row(rows)["activation"] == "c"
+    assert report_lib.best_row(rows)["activation"] == "c"  # lowest val loss
+    assert report_lib.best_row(rows, "val_accuracy")["activation"] == "b"  # first of the ties
+    rows[2]["status"] = "failed"
+    assert report_lib.best_row(rows)["activation"] == "a"  # a failed run is never best
+    assert report_lib.best_row(rows[3:]) is None
+    rows[2]["status"] = "ok"
     table = report_lib.markdown_table(rows, 0.9)
     lines = table.splitlines()
     assert "epochs to 0.9" in lines[0]
