@@ -363,7 +363,8 @@ def swap_activations(model, choice, seed=0, keep_init=False, exclude=(), input_s
     clone = keras.Model(inputs, outputs, name=f"{model.name}_{choice.slug}")
     if keep_init:
         for layer in layers:
-            if layer.name in plan or not layer.weights:
+            site = plan.get(layer.name)
+            if (site is not None and site.kind == "layer") or not layer.weights:
                 continue
             target = clone.get_layer(layer.name)
             weights = layer.get_weights()
