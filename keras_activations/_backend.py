@@ -72,3 +72,15 @@ def is_functional_model(model) -> bool:
     from keras.src.models.functional import Functional
 
     return isinstance(model, Functional)
+
+
+def cloning_scope():
+    """A scope in which `keras.models.clone_model` may re-create `Lambda` layers.
+
+    Cloning a model that is already in memory re-creates its layers from their configs, which
+    Keras's safe mode refuses for Python lambdas; the lambdas are the running program's own
+    (a `.keras` file with one already had to pass safe mode to be loaded), so nothing new runs.
+    """
+    from keras.src.saving.serialization_lib import SafeModeScope
+
+    return SafeModeScope(False)

@@ -150,22 +150,20 @@ def _functional(model):
 
 
 def _reinitialized(model, choice, config, data):
-    """The builder's model with its hidden kernels re-drawn from the candidate's initializer."""
+    """The builder's model with its hidden kernels re-drawn from the candidate's initializer
+    (hidden kernel i seeded `config.seed + i`; the output layer keeps its own)."""
     layers, producer = swap._graph(model)
     head = swap._output_layers(model, layers, producer)
-    seeds = {}
+    index = 0
     for layer in layers:
-        if swap._has_kernel(layer) and layer.name not in head and not swap._is_recurrent(layer):
-            seeds[layer.name] = config.seed + len(seeds)
-
-    def clone_function(layer):
-        cfg = layer.get_config()
-        if layer.name in seeds:
-            cfg["kernel_initializer"] = {"class_name": choice.initializer,
-                                         "config": {"seed": seeds[layer.name]}}
-        return layer.__class__.from_config(cfg)
-
-    return keras.models.clone_model(model, clone_function=clone_function)
+        kernel = getattr(layer, "kernel", None)
+        if kernel is None or layer.name in head or swap._is_recurrent(layer):
+            continue
+        init = keras.initializers.get(
+            {"class_name": choice.initializer, "config": {"seed": config.seed + index}})
+        kernel.assign(init(tuple(kernel.shape), dtype=kernel.dtype))
+        index += 1
+    return model
 
 
 def _takes_an_argument(fn):

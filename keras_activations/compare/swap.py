@@ -356,8 +356,11 @@ def swap_activations(model, choice, seed=0, keep_init=False, exclude=(), input_s
         act = inserted.get(id(layer))
         return act(out) if act is not None else out
 
-    clone = keras.models.clone_model(source, clone_function=clone_function,
-                                     call_function=call_function)
+    from keras_activations import _backend
+
+    with _backend.cloning_scope():
+        clone = keras.models.clone_model(source, clone_function=clone_function,
+                                         call_function=call_function)
     inputs = clone.inputs[0] if len(clone.inputs) == 1 else clone.inputs
     outputs = clone.outputs[0] if len(clone.outputs) == 1 else clone.outputs
     clone = keras.Model(inputs, outputs, name=f"{model.name}_{choice.slug}")
