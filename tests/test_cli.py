@@ -519,10 +519,10 @@ def _cli(*args):
                             env=env, cwd=ROOT)
 
 
-def test_sigint_writes_a_partial_report_and_resume_finishes(tmp_path):
+def test_sigint_writes_a_partial_report_and_resume_finishes(tmp_path, capsys):
     out = tmp_path / "out"
-    args = ["--activations", "relu,elu,tanh", "--depth", "2", "--width", "8",
-            "--epochs", "30", "--max-examples", "200", "--out", str(out), "--quiet"]
+    args = ["--activations", "relu,elu,tanh", "--depth", "2", "--width", "6",
+            "--epochs", "8", "--max-examples", "200", "--out", str(out), "--quiet"]
     proc = _cli(*args)
     deadline = time.time() + 240
     while not (out / "runs" / "relu.json").exists():
@@ -541,10 +541,11 @@ def test_sigint_writes_a_partial_report_and_resume_finishes(tmp_path):
     first = report["runs"][0]
 
     # Other settings are refused; the same ones continue, keeping relu.
-    other = _cli(*[a if a != "30" else "29" for a in args], "--resume")
-    _, err = other.communicate(timeout=240)
-    assert other.returncode == 2 and "--resume" in err and "epochs" in err, err
-    resumed = _cli(*[a if a != "30" else "30" for a in args], "--resume")
+    rc = cli.main(["compare", *[a if a != "8" else "7" for a in args], "--resume"])
+    assert rc == 2
+    line = _error_line(capsys)
+    assert "--resume" in line and "config.epochs: 8 there, 7 now" in line
+    resumed = _cli(*args, "--resume")
     stdout, stderr = resumed.communicate(timeout=400)
     assert resumed.returncode == 0, stderr
     assert "relu: finished before, kept (--resume)" in stdout
