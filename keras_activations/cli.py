@@ -355,3 +355,6 @@ def main(argv=None):
     except UsageError as e:
         sys.stderr.write(f"{PROG}: error: {e}\n")
         return 2
+    except KeyboardInterrupt:  # before the first activation started: nothing to write
+        sys.stderr.write(f"{PROG}: interrupted before any activation finished.\n")
+        return 130

@@ -554,3 +554,11 @@ def test_sigint_writes_a_partial_report_and_resume_finishes(tmp_path, capsys):
     assert [r["activation"] for r in report["runs"]] == ["relu", "elu", "tanh"]
     assert report["runs"][0] == first
     assert (out / "best_model.keras").is_file()
+
+
+def test_fit_arguments_that_compare_owns_are_refused(tmp_path):
+    x, y = _digits(32)
+    with pytest.raises(keras_activations.compare.CompareError, match="fit argument 'shuffle'"):
+        keras_activations.compare("mlp", (x, y), activations=["relu"], shuffle=True)
+    with pytest.raises(keras_activations.compare.CompareError, match="epochs must be a positive"):
+        keras_activations.compare("mlp", (x, y), activations=["relu"], epochs=0)

@@ -25,11 +25,17 @@ def compare(*args, **kwargs):
     return api.compare(*args, **kwargs)
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        import importlib
+_MODULES = ("api", "data", "errors", "export", "hparams", "models", "pipeline", "plots",
+            "report", "run", "sources", "swap")
 
+
+def __getattr__(name):
+    import importlib
+
+    if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _MODULES:
+        return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -3,6 +3,7 @@
 import json
 import os
 import sys
+from typing import Any, Callable, Optional, Sequence, TextIO, Tuple, Union
 
 from keras_activations.compare import data as data_lib
 from keras_activations.compare import models
@@ -120,42 +121,42 @@ def parse_activations(activations):
 
 
 def compare(
-    model_or_builder="mlp",
-    data="digits",
-    activations=DEFAULT_ACTIVATIONS,
+    model_or_builder: Union[str, os.PathLike, "keras.Model", Callable] = "mlp",
+    data: Any = "digits",
+    activations: Union[str, Sequence[str]] = DEFAULT_ACTIVATIONS,
     *,
-    epochs=12,
-    out=None,
-    batch_size=32,
-    optimizer=None,
-    learning_rate=None,
-    momentum=0.9,
-    loss=None,
-    metrics=None,
-    best_by="val_loss",
-    keep_init=False,
-    exclude=(),
-    seed=0,
-    target=None,
-    task=None,
-    image_size=None,
-    rescale=True,
-    max_examples=None,
-    validation_fraction=0.2,
-    data_dir=None,
-    depth=10,
-    width=64,
-    maxout_pieces=2,
-    target_accuracy=0.9,
-    resume=False,
-    overwrite=False,
-    export=True,
-    monitor=True,
-    verbose=1,
-    stream=None,
-    announce=None,
-    **fit_kwargs,
-):
+    epochs: int = 12,
+    out: Optional[Union[str, os.PathLike]] = None,
+    batch_size: int = 32,
+    optimizer: Optional[str] = None,
+    learning_rate: Optional[float] = None,
+    momentum: float = 0.9,
+    loss: Any = None,
+    metrics: Optional[Sequence[Any]] = None,
+    best_by: str = "val_loss",
+    keep_init: bool = False,
+    exclude: Sequence[str] = (),
+    seed: int = 0,
+    target: Optional[str] = None,
+    task: Optional[str] = None,
+    image_size: Optional[Tuple[int, int]] = None,
+    rescale: bool = True,
+    max_examples: Optional[int] = None,
+    validation_fraction: float = 0.2,
+    data_dir: Optional[str] = None,
+    depth: int = 10,
+    width: int = 64,
+    maxout_pieces: int = 2,
+    target_accuracy: float = 0.9,
+    resume: bool = False,
+    overwrite: bool = False,
+    export: bool = True,
+    monitor: Union[bool, Callable] = True,
+    verbose: int = 1,
+    stream: Optional[TextIO] = None,
+    announce: Optional[Callable] = None,
+    **fit_kwargs: Any,
+) -> ComparisonResult:
     """Trains `model_or_builder` once per activation on `data` and reports why each trains
     well or badly.
 
@@ -253,6 +254,15 @@ def compare(
         pipeline.check_out_dir(os.fspath(out), overwrite=overwrite, resume=resume)
     source = sources.resolve_source(model_or_builder, exclude)
     validation_data = fit_kwargs.pop("validation_data", None)
+    if "validation_split" in fit_kwargs:
+        validation_fraction = fit_kwargs.pop("validation_split")
+    owned = sorted(set(fit_kwargs) & {"x", "y", "epochs", "batch_size", "shuffle", "verbose",
+                                      "initial_epoch"})
+    if owned:
+        raise CompareError(
+            f"fit argument {owned[0]!r} is compare's own (every activation gets the same "
+            f"epochs, batches and order); pass epochs=, batch_size=, verbose= to compare."
+        )
     if image_size is None and isinstance(source, sources.ModelSource):
         shape = source.model.inputs[0].shape if getattr(source.model, "inputs", None) else None
         if shape is not None and len(shape) == 4 and shape[1] and shape[2]:
