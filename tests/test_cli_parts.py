@@ -326,3 +326,43 @@ def test_compile_settings_are_reused_or_inferred():
     reg = data_lib.from_arrays(np.zeros((8, 3)), np.zeros(8, "float32"))
     assert sources.inferred_loss(keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)]),
                                  reg) == ("mean_squared_error", ["mean_absolute_error"])
+
+
+def test_builders_with_and_without_the_activation():
+    data = data_lib.from_arrays(np.zeros((8, 8, 8, 1)), np.arange(8) % 3)
+    config = run_lib.TrainConfig(seed=5)
+    calls = []
+
+    def build():
+        calls.append(None)
+        return resnet_like()
+
+    source = sources.resolve_source(build)
+    assert not source.takes_activation
+    built = source.build(models.resolve("elu"), data, config)
+    assert [s["layer"] for s in built.sites if s["swapped"]] == [
+        "stem", "relu_a", "block_out", "dense", "gate"]
+    assert type(built.model.get_layer("relu_a")).__name__ == "ELU"
+    source.build(models.resolve("elu"), data, config)
+    assert len(calls) == 2  # called once per candidate
+    with pytest.raises(sources.ModelError, match="takes none"):
+        source.check([models.resolve("maxout")], data)
+
+    seen = []
+
+    def build_with(activation):
+        seen.append(activation)
+        inputs = keras.Input((8, 8, 1))
+        x = keras.layers.Flatten()(inputs)
+        x = keras.layers.Dense(4, name="hidden")(x)
+        x = keras_activations.compare.activation_layer(activation, name="act")(x)
+        return keras.Model(inputs, keras.layers.Dense(3, name="out")(x))
+
+    source = sources.resolve_source(build_with)
+    built = source.build(models.parse("celu:alpha=0.5"), data, config)
+    assert seen == ["celu:alpha=0.5"]
+    assert built.model.get_layer("act").get_config()["alpha"] == 0.5
+    # The hidden kernel is re-drawn from the candidate's initializer, seeded: He normal, seed 5.
+    expected = keras.initializers.HeNormal(seed=5)((64, 4)).numpy()
+    np.testing.assert_allclose(built.model.get_layer("hidden").kernel.numpy(), expected)
+    assert built.hidden == {"hidden": 0, "act": 0}
