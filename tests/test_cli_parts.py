@@ -268,6 +268,23 @@ def test_swap_sequential_recurrent_and_exclude():
     assert [s.swapped for s in sites] == [True]
 
 
+class Scale(keras.layers.Layer):
+    """A custom layer whose get_config misses its argument."""
+
+    def __init__(self, k):
+        super().__init__()
+        self.k = k
+
+    def call(self, x):
+        return x * self.k
+
+
+def with_custom_layer():
+    inputs = keras.Input((3,))
+    x = keras.layers.Dense(4, activation="relu")(inputs)
+    return keras.Model(inputs, keras.layers.Dense(1)(Scale(2.0)(x)))
+
+
 class Subclassed(keras.Model):
     def __init__(self):
         super().__init__()
@@ -285,6 +302,7 @@ class Subclassed(keras.Model):
                                    keras.layers.Dense(2, activation="softmax")]),
          "elu", "has no activation to swap"),
         (lambda: Subclassed(), "elu", "is a subclassed keras.Model"),
+        (with_custom_layer, "elu", "layer 'scale' \\(Scale\\) cannot be re-created from its get_config"),
     ],
 )
 def test_swap_errors(model, choice, match):

@@ -82,9 +82,10 @@ class ModelSource:
             swap.swap_activations(self.model, models.resolve("maxout"))
         if isinstance(self.model, keras.Sequential) and not self.model.built:
             self.model.build((None,) + tuple(data.input_shape))
-        sites = swap.find_sites(self.model, self.exclude)
-        if not any(s.swapped for s in sites):
-            swap.swap_activations(self.model, models.resolve("relu"), exclude=self.exclude)
+        # A trial swap raises now what would fail every run: nothing to swap, a layer
+        # that cannot be re-created.
+        swap.swap_activations(self.model, models.resolve("relu"), exclude=self.exclude,
+                              input_shape=data.input_shape)
 
     def build(self, choice, data, config):
         """A clone of the model with `choice` swapped in (see `swap.swap_activations`)."""

@@ -90,8 +90,16 @@ def _is_activation_layer(layer):
     return isinstance(layer, KERAS_ACTIVATION_LAYERS + _package_layer_classes())
 
 
+def _config(layer):
+    """The layer's config, or {} for a custom layer without `get_config`."""
+    try:
+        return layer.get_config()
+    except NotImplementedError:
+        return {}
+
+
 def _has_kernel(layer):
-    return "kernel_initializer" in layer.get_config()
+    return "kernel_initializer" in _config(layer)
 
 
 def _is_recurrent(layer):
@@ -178,7 +186,7 @@ def find_sites(model, exclude=()):
                 known = False
             else:
                 known = True
-        elif "activation" in layer.get_config() and hasattr(layer, "activation"):
+        elif "activation" in _config(layer) and hasattr(layer, "activation"):
             kind = "argument"
             original = activation_name(layer.activation)
             if original == "linear" or layer.activation is None:
@@ -338,7 +346,7 @@ def swap_activations(model, choice, seed=0, keep_init=False, exclude=(), input_s
         site = plan.get(layer.name)
         if site is not None and site.kind == "layer":
             return new_activation(layer.name, rank_of(layer))
-        config = layer.get_config()
+        config = _config(layer)
         if not keep_init and layer.name in kernel_seeds:
             config["kernel_initializer"] = {
                 "class_name": choice.initializer,
@@ -346,7 +354,15 @@ def swap_activations(model, choice, seed=0, keep_init=False, exclude=(), input_s
             }
         if site is not None:  # kind "argument"
             config["activation"] = "linear"
-        clone = layer.__class__.from_config(config)
+        try:
+            clone = layer.__class__.from_config(config)
+        except (TypeError, ValueError, NotImplementedError) as e:
+            raise ModelError(
+                f"layer {layer.name!r} ({type(layer).__name__}) cannot be re-created from its "
+                f"get_config ({type(e).__name__}: {str(e).strip().splitlines()[-1]}), so compare "
+                f"cannot clone the model; complete its get_config, or pass a builder "
+                f"(build(activation)) instead of the model."
+            ) from None
         if site is not None:
             inserted[id(clone)] = new_activation(f"{layer.name}_activation", rank_of(layer))
         return clone
