@@ -271,7 +271,7 @@ def train_one(
     optimizer = model.optimizer
     rate = getattr(optimizer, "learning_rate", None)
     try:
-        rate = float(rate)
+        rate = float(f"{float(rate):.7g}")  # a float32 variable: 0.003, not 0.0030000000261
     except (TypeError, ValueError):
         rate = None
     monitor_history = list(monitor.history) if monitor is not None else []
