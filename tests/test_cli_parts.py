@@ -384,3 +384,16 @@ def test_builders_with_and_without_the_activation():
     expected = keras.initializers.HeNormal(seed=5)((64, 4)).numpy()
     np.testing.assert_allclose(built.model.get_layer("hidden").kernel.numpy(), expected)
     assert built.hidden == {"hidden": 0, "act": 0}
+
+
+def test_a_nested_model_is_listed_not_entered():
+    block = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4, activation="relu")],
+                             name="block")
+    inputs = keras.Input((3,))
+    x = keras.layers.Dense(4, activation="relu", name="first")(inputs)
+    outputs = keras.layers.Dense(1, name="out")(block(x))
+    clone, sites = swap.swap_activations(keras.Model(inputs, outputs), models.resolve("elu"))
+    assert [(s.layer, s.kind, s.swapped) for s in sites] == [
+        ("first", "argument", True), ("block", "model", False)]
+    assert "nested model" in sites[1].reason
+    assert swap.activation_name(clone.get_layer("block").layers[-1].activation) == "relu"

@@ -6,7 +6,8 @@ activation layer follows it, named `<layer>_activation`), and activation layers 
 `LeakyReLU`, `ELU`, `PReLU`, `Activation` and the package's elementwise layers, replaced under
 the same name). Never swapped: the output layer's activation (softmax, sigmoid, ... up to the first
 layer with a kernel from each output), recurrent layers (their gates and cell activations), layers
-named in `exclude`, non-elementwise activations (softmax, GLU, maxout) and unknown callables.
+named in `exclude`, non-elementwise activations (softmax, GLU, maxout), unknown callables and the
+layers of nested models (listed, not entered).
 
 Unless `keep_init`, every hidden kernel (not the output layer's) is re-initialized with the
 initializer the candidate calls for, seeded per layer; with `keep_init` the clone starts from the
@@ -173,6 +174,11 @@ def find_sites(model, exclude=()):
     head = _output_layers(model, layers, producer)
     sites = []
     for layer in layers:
+        if isinstance(layer, keras.Model):
+            sites.append(Site(layer.name, "model", type(layer).__name__, False,
+                              "nested model: its layers are not swapped (flatten it, or "
+                              "pass a builder)"))
+            continue
         if _is_recurrent(layer):
             sites.append(Site(layer.name, "argument", type(layer).__name__, False,
                               "recurrent layer (gates and cell kept)"))
