@@ -5,7 +5,8 @@ Public API:
 - functions: `elu`, `selu`, `celu`, `pelu`, `isrlu`, `leaky_relu`, `abs_rectifier`, `prelu`, `rrelu`,
   `maxout`, and the registry: `get`, `serialize`, `deserialize`, `available`, `get_spec`;
 - layers: `ELU`, `SELU`, `CELU`, `PELU`, `ISRLU`, `LeakyReLU`, `AbsRectifier`, `PReLU`, `RReLU`,
-  `Maxout`; the constraint `MinValue`.
+  `Maxout`; the constraint `MinValue`;
+- `GradientMonitor`, and `compare(model_or_builder, data, activations=[...], ...)`.
 """
 
 from keras_activations import _backend  # noqa: F401  (raises a helpful ImportError without TensorFlow)
@@ -42,3 +43,4 @@ from keras_activations.layers import (
 
 __version__ = "0.1.0"
 from keras_activations.monitor import GradientMonitor  # noqa: E402
+from keras_activations import compare  # noqa: E402  (callable: keras_activations.compare(...))

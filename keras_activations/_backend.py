@@ -66,3 +66,22 @@ def unbroadcast(grad: tf.Tensor, shape: tf.Tensor, dtype) -> tf.Tensor:
     _, axes = tf.raw_ops.BroadcastGradientArgs(s0=tf.shape(grad), s1=shape)
     summed = tf.reshape(tf.reduce_sum(grad, axis=axes), shape)
     return tf.cast(summed, dtype)
+
+
+def is_functional_model(model) -> bool:
+    """Whether `model` is a Functional Keras model (Keras has no public name for the class)."""
+    from keras.src.models.functional import Functional
+
+    return isinstance(model, Functional)
+
+
+def cloning_scope():
+    """A scope in which `keras.models.clone_model` may re-create `Lambda` layers.
+
+    Cloning a model that is already in memory re-creates its layers from their configs, which
+    Keras's safe mode refuses for Python lambdas; the lambdas are the running program's own
+    (a `.keras` file with one already had to pass safe mode to be loaded), so nothing new runs.
+    """
+    from keras.src.saving.serialization_lib import SafeModeScope
+
+    return SafeModeScope(False)

@@ -1,10 +1,12 @@
 """The `keras-activations` command (also `python -m keras_activations`).
 
     keras-activations compare --activations relu,elu,selu,sigmoid --depth 12 --out runs/compare
+    keras-activations compare --model my_project.models:build --data train.npz --resume
     keras-activations list
 """
 
 import argparse
+import math
 import os
 import sys
 
@@ -30,6 +32,19 @@ class UsageError(ValueError):
     """Bad command-line input; printed as one line, exit status 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """An `ArgumentParser` whose errors are one line (no usage block).
+
+    argparse prints the whole usage before a bad value's message; here the
+    message becomes a `UsageError`, which `main` prints as one line. The
+    subcommands' parsers are of this class too (argparse makes them of the
+    parent's class).
+    """
+
+    def error(self, message):
+        raise UsageError(message)
+
+
 def _positive_int(text):
     try:
         value = int(text)
@@ -45,7 +60,7 @@ def _positive_float(text):
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    if not value > 0:
+    if not (value > 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
     return value
 
@@ -60,9 +75,32 @@ def _fraction(text):
     return value
 
 
+def _finite_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}")
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
+def _image_size(text):
+    parts = text.lower().replace(",", "x").split("x")
+    try:
+        size = tuple(int(p) for p in parts)
+    except ValueError:
+        size = ()
+    if len(size) == 1:
+        size = size * 2
+    if len(size) != 2 or min(size) < 1:
+        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH, e.g. 64x64, got {text!r}")
+    return size
+
+
 def build_parser():
     """The argument parser of the `keras-activations` command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
         description="Activation functions for Keras, and a comparison of how "
         "networks train with them.",
@@ -73,10 +111,12 @@ def build_parser():
         "compare",
         help="train the same network once per activation and report why each "
         "trains well or badly",
-        description="Train the same deep MLP (or small CNN) once per "
-        "activation, with the initialization each calls for, the same seed "
-        "and the same data order, under GradientMonitor; write TensorBoard "
-        "logs, report.json, report.md, PNG figures and the best model.",
+        description="Train the same network (the built-in deep MLP or small "
+        "CNN, or your own model or builder) once per activation, with the "
+        "initialization each calls for, the same seed and the same data "
+        "order, under GradientMonitor; write TensorBoard logs (with HParams), "
+        "report.json, report.md, PNG figures and the best model. Ctrl-C "
+        "writes what is finished; --resume continues.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     compare.add_argument(
@@ -86,23 +126,42 @@ def build_parser():
         "shows them); arguments of the package's layers after colons, e.g. "
         "celu:alpha=0.5",
     )
-    compare.add_argument("--model", choices=("mlp", "cnn"), default="mlp",
-                         help="network type")
+    compare.add_argument("--model", default="mlp",
+                         help="'mlp' or 'cnn' (built-in), a .keras file, or "
+                         "module:function, a builder called as build(activation) "
+                         "or build()")
     compare.add_argument("--depth", type=_positive_int, default=DEFAULTS["depth"],
-                         help="hidden layers")
+                         help="hidden layers (built-in networks)")
     compare.add_argument("--width", type=_positive_int, default=DEFAULTS["width"],
                          help="units (mlp) or filters (cnn) per hidden layer")
     compare.add_argument("--epochs", type=_positive_int, default=DEFAULTS["epochs"],
                          help="training epochs per activation")
     compare.add_argument("--batch-size", type=_positive_int,
                          default=DEFAULTS["batch_size"], help="batch size")
-    compare.add_argument("--optimizer", choices=("sgd", "adam"),
-                         default=DEFAULTS["optimizer"],
-                         help="sgd uses --momentum")
-    compare.add_argument("--learning-rate", type=_positive_float,
-                         default=DEFAULTS["learning_rate"], help="learning rate")
-    compare.add_argument("--momentum", type=float, default=DEFAULTS["momentum"],
+    compare.add_argument("--optimizer", choices=("sgd", "adam"), default=None,
+                         help="sgd uses --momentum (default: a compiled model's "
+                         "own, else sgd)")
+    compare.add_argument("--learning-rate", type=_positive_float, default=None,
+                         help="learning rate (default: a compiled model's own, "
+                         "else 0.01)")
+    compare.add_argument("--momentum", type=_finite_float, default=DEFAULTS["momentum"],
                          help="SGD momentum")
+    compare.add_argument("--loss", default=None,
+                         help="Keras loss name (default: the compiled one, else "
+                         "inferred: sparse categorical cross-entropy for labels, "
+                         "mean squared error for float targets)")
+    compare.add_argument("--metrics", default=None,
+                         help="comma-separated Keras metric names (default: the "
+                         "compiled ones, else accuracy or mean absolute error)")
+    compare.add_argument("--best-by", default="val_loss",
+                         help="report key naming the best activation, e.g. "
+                         "val_loss, val_accuracy, val_mean_absolute_error")
+    compare.add_argument("--keep-init", action="store_true",
+                         help="start every candidate from the given model's "
+                         "weights instead of the initialization it calls for")
+    compare.add_argument("--exclude", default="",
+                         help="comma-separated layer names whose activations are "
+                         "kept")
     compare.add_argument("--maxout-pieces", type=_positive_int,
                          default=DEFAULTS["maxout_pieces"],
                          help="pieces k per maxout unit")
@@ -112,6 +171,23 @@ def build_parser():
                          "accuracy")
     compare.add_argument("--seed", type=int, default=DEFAULTS["seed"],
                          help="seed of the weights, the split and the data order")
+    compare.add_argument(
+        "--data",
+        default=None,
+        help="your data: an .npz file (x, y, optional x_val, y_val), a .csv "
+        "file (with --target) or a directory of images, one sub-directory "
+        "per class",
+    )
+    compare.add_argument("--target", default=None,
+                         help="the CSV column to predict")
+    compare.add_argument("--task", choices=("classification", "regression"),
+                         default=None, help="default: what the targets say")
+    compare.add_argument("--image-size", type=_image_size, default=None,
+                         help="HEIGHTxWIDTH for an image directory (default: "
+                         "the model's input size, else 256x256)")
+    compare.add_argument("--no-rescale", action="store_true",
+                         help="keep directory images' pixels in [0, 255] (for a "
+                         "model with its own Rescaling layer)")
     compare.add_argument(
         "--dataset",
         default="digits",
@@ -128,11 +204,14 @@ def build_parser():
     compare.add_argument("--overwrite", action="store_true",
                          help="replace the outputs of a previous comparison "
                          "in --out")
+    compare.add_argument("--resume", action="store_true",
+                         help="continue an interrupted comparison in --out, "
+                         "keeping its finished activations")
     compare.add_argument("--quiet", action="store_true",
                          help="one progress line per activation instead of "
                          "Keras's progress bar")
     compare.add_argument("--no-export", action="store_true",
-                         help="do not save the best model")
+                         help="do not save the models")
 
     sub.add_parser("list", help="list the activations `compare` accepts")
     return parser
@@ -151,109 +230,51 @@ def parse_activations(text):
         UsageError: Empty list, a repeated name or an unknown name (the
             message lists the known ones).
     """
-    from keras_activations.compare import models
+    from keras_activations.compare import api
 
-    items = [item.strip() for item in text.split(",") if item.strip()]
-    if not items:
-        raise UsageError(f"--activations is empty ({text!r}); give at least one name.")
     try:
-        choices = [models.resolve(name, **options)
-                   for name, options in map(_name_and_options, items)]
-    except UsageError:
-        raise
-    except models.UnknownActivationError as e:
+        return api.parse_activations(text)
+    except api.CompareError as e:
         raise UsageError(str(e)) from None
-    except (TypeError, ValueError) as e:
-        raise UsageError(f"--activations: {e}") from None
-    for choice in choices:
-        if choice.options:  # Let the layer itself check its arguments, now.
-            try:
-                models.activation_layer(choice, "check")
-            except (TypeError, ValueError) as e:
-                raise UsageError(
-                    f"--activations: {choice.label} is not valid: {e}"
-                ) from None
-    labels = [choice.label for choice in choices]
-    repeated = sorted({label for label in labels if labels.count(label) > 1})
-    if repeated:
-        raise UsageError(f"--activations repeats {', '.join(repeated)}.")
-    return choices
-
-
-def _name_and_options(item):
-    """`"celu:alpha=0.5"` -> `("celu", {"alpha": 0.5})`."""
-    name, _, rest = item.partition(":")
-    options = {}
-    for pair in filter(None, (p.strip() for p in rest.split(":"))):
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(
-                f"--activations: bad option {pair!r} in {item!r}; write "
-                f"name:argument=value, e.g. celu:alpha=0.5."
-            )
-        try:
-            options[key.strip()] = float(value)
-        except ValueError:
-            raise UsageError(
-                f"--activations: option {key.strip()!r} of {name!r} must be a "
-                f"number, got {value!r}."
-            ) from None
-    return name.strip(), options
 
 
 def _compare(args, stream):
-    from keras_activations.compare import data as data_lib
-    from keras_activations.compare import pipeline
-    from keras_activations.compare import report as report_lib
-    from keras_activations.compare import run as run_lib
+    from keras_activations.compare import api
 
-    choices = parse_activations(args.activations)
+    parse_activations(args.activations)  # bad names before anything is loaded
+    names = [n.strip() for n in (args.metrics or "").split(",") if n.strip()]
     try:
-        pipeline.check_out_dir(args.out, overwrite=args.overwrite)
-    except pipeline.OutputExistsError as e:
-        raise UsageError(str(e)) from None
-    try:
-        data = data_lib.load_data(
-            args.dataset,
-            data_dir=args.data_dir,
-            batch_size=args.batch_size,
-            seed=args.seed,
-            max_examples=args.max_examples,
+        result = api.compare(
+            args.model,
+            args.data if args.data is not None else args.dataset,
+            args.activations,
+            epochs=args.epochs, out=args.out, batch_size=args.batch_size,
+            optimizer=args.optimizer, learning_rate=args.learning_rate,
+            momentum=args.momentum, loss=args.loss,
+            metrics=names or None, best_by=args.best_by,
+            keep_init=args.keep_init,
+            exclude=[n.strip() for n in args.exclude.split(",") if n.strip()],
+            seed=args.seed, target=args.target, task=args.task,
+            image_size=args.image_size, rescale=not args.no_rescale,
+            max_examples=args.max_examples, data_dir=args.data_dir,
+            depth=args.depth, width=args.width, maxout_pieces=args.maxout_pieces,
+            target_accuracy=args.target_accuracy, resume=args.resume,
+            overwrite=args.overwrite, export=not args.no_export,
+            monitor=_monitor_factory(), verbose=0 if args.quiet else 1,
+            stream=stream, announce=_announce(stream),
         )
-    except data_lib.DataError as e:
+    except api.CompareError as e:
         raise UsageError(str(e)) from None
-    pipeline.prepare_out_dir(args.out, overwrite=args.overwrite)
-    config = run_lib.TrainConfig(
-        model=args.model,
-        depth=args.depth,
-        width=args.width,
-        epochs=args.epochs,
-        optimizer=args.optimizer,
-        learning_rate=args.learning_rate,
-        momentum=args.momentum,
-        seed=args.seed,
-        target_accuracy=args.target_accuracy,
-        maxout_pieces=args.maxout_pieces,
-    )
-    stream.write(
-        f"{data.name}: {data.num_train} train / {data.num_validation} "
-        f"validation, input {data.input_shape}, {data.num_classes} classes; "
-        f"{config.model} depth {config.depth} width {config.width}, "
-        f"{config.epochs} epochs.\n"
-    )
-    report = pipeline.run_comparison(
-        choices,
-        data,
-        config,
-        args.out,
-        verbose=0 if args.quiet else 1,
-        stream=stream,
-        monitor_factory=_monitor_factory(),
-        export=not args.no_export,
-    )
-    stream.write("\n" + report_lib.markdown_table(report["runs"], config.target_accuracy) + "\n\n")
-    stream.write(f"Best validation accuracy: {report['best']}.\n")
-    files = report["files"]
+    files = result.paths
+    if result.partial:
+        sys.stderr.write(
+            f"{PROG}: interrupted: {len(result.runs)} of "
+            f"{len(result['activations'])} activations finished; partial report "
+            f"in {files['report_md']}; --resume continues.\n"
+        )
+        return 130
+    stream.write("\n" + result.table(print_=False) + "\n\n")
+    stream.write(f"Best by {result['best_by'].replace('_', ' ')}: {result.best}.\n")
     stream.write(f"Report:      {files['report_md']} (and {files['report_json']})\n")
     figures = [files[k] for k in ("loss_curves", "gradient_norm_by_depth",
                                   "dead_fraction_by_depth")]
@@ -261,9 +282,24 @@ def _compare(args, stream):
     if "best_model_keras" in files:
         stream.write(f"Best model:  {files['best_model_keras']}, "
                      f"{files['best_model_savedmodel']}\n")
-        stream.write(report["load"] + "\n")
+        stream.write(result["load"] + "\n")
     stream.write(f"Next:        tensorboard --logdir {files['tensorboard']}\n")
     return 0
+
+
+def _announce(stream):
+    def announce(data, config, model_info):
+        if model_info["kind"] == "builtin":
+            model = f"{config.model} depth {config.depth} width {config.width}"
+        else:
+            model = model_info["description"]
+        classes = f"{data.num_classes} classes" if data.num_classes else "regression"
+        stream.write(
+            f"{data.name}: {data.num_train} train / {data.num_validation} "
+            f"validation, input {data.input_shape}, {classes}; "
+            f"{model}, {config.epochs} epochs.\n"
+        )
+    return announce
 
 
 def _monitor_factory():
@@ -304,8 +340,11 @@ def main(argv=None):
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-    except SystemExit as e:  # argparse already printed the message.
+    except SystemExit as e:  # --help: argparse printed it.
         return int(e.code or 0)
+    except UsageError as e:
+        sys.stderr.write(f"{PROG}: error: {e}\n")
+        return 2
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
@@ -316,3 +355,6 @@ def main(argv=None):
     except UsageError as e:
         sys.stderr.write(f"{PROG}: error: {e}\n")
         return 2
+    except KeyboardInterrupt:  # before the first activation started: nothing to write
+        sys.stderr.write(f"{PROG}: interrupted before any activation finished.\n")
+        return 130

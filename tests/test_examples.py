@@ -108,3 +108,23 @@ def test_export_and_serve(tmp_path):
     assert results["savedmodel_gradient_max_diff"] < 1e-5
     assert results["finite_difference_max_relative_error"] < 5e-2
     assert 0.0 <= results["served_accuracy_first_32"] <= 1.0
+
+
+def test_compare_your_model(tmp_path):
+    results = run_example("compare_your_model", tmp_path)
+    resnet, regression = results["resnet"], results["regression"]
+    # Every ReLU of the ResNet-style model was swapped (the stem's argument and the four
+    # ReLU layers of the blocks); the softmax output was kept.
+    assert resnet["swapped_layers"] == ["stem", "block1_relu1", "block1_out",
+                                        "block2_relu1", "block2_out"]
+    assert resnet["kept"] == ["probs"]
+    assert list(resnet["val_accuracy"]) == ["relu", "elu"]
+    assert all(0.0 <= v <= 1.0 for v in resnet["val_accuracy"].values())
+    assert resnet["best"] == min(resnet["val_loss"], key=resnet["val_loss"].get)
+    # The builder made maxout possible; float targets gave a regression with MAE reported.
+    assert regression["status"] == {"maxout": "ok"}
+    assert all(0.0 < v < 2.0 for v in regression["val_mean_absolute_error"].values())
+    for part in ("resnet", "regression"):
+        report = json.loads((tmp_path / part / "report.json").read_text())
+        assert report["partial"] is False and report["best"] == results[part]["best"]
+        assert_png(tmp_path / part / "loss_curves.png")

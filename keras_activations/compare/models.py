@@ -72,6 +72,11 @@ class ActivationChoice:
         return re.sub(r"[^A-Za-z0-9_]+", "_", self.label).strip("_")
 
     @property
+    def spec(self):
+        """The name as `--activations` takes it: `"celu:alpha=0.5"`."""
+        return ":".join([self.name] + [f"{k}={v}" for k, v in self.options])
+
+    @property
     def init_reason(self):
         """E.g. `"He normal, for rectifiers"`."""
         return _INIT_REASON[self.initializer]
@@ -162,19 +167,54 @@ def resolve(name, **options):
     )
 
 
-def activation_layer(choice, name, conv=False, seed=None):
+def parse(spec):
+    """`"celu:alpha=0.5"` -> `resolve("celu", alpha=0.5)`: a name as `--activations` takes it.
+
+    Raises:
+        UnknownActivationError: Unknown name.
+        ValueError: A malformed option.
+    """
+    name, _, rest = spec.partition(":")
+    options = {}
+    for pair in filter(None, (p.strip() for p in rest.split(":"))):
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(
+                f"bad option {pair!r} in {spec!r}; write name:argument=value, "
+                f"e.g. celu:alpha=0.5."
+            )
+        try:
+            options[key.strip()] = float(value)
+        except ValueError:
+            raise ValueError(
+                f"option {key.strip()!r} of {name.strip()!r} must be a number, "
+                f"got {value!r}."
+            ) from None
+    return resolve(name.strip(), **options)
+
+
+def activation_layer(choice, name=None, conv=False, seed=None, shared_axes=None):
     """A fresh activation layer for one hidden layer.
 
     Args:
         choice: An `ActivationChoice` (not `maxout`, which `build_model`
-            handles because it changes the width of the layer before it).
-        name: Layer name.
+            handles because it changes the width of the layer before it), or
+            a name as `--activations` takes it (`"celu:alpha=0.5"`).
+        name: Layer name. Defaults to Keras's automatic name.
         conv: True in a CNN (PReLU then learns one slope per channel).
         seed: Seed for RReLU's random slopes.
+        shared_axes: PReLU's shared axes (overrides `conv`), e.g. `[1, 2]`.
 
     Returns:
         A Keras layer.
     """
+    if isinstance(choice, str):
+        choice = parse(choice)
+    if choice.name == "maxout":
+        raise ValueError(
+            "maxout is not elementwise: use keras_activations.Maxout(num_units) "
+            "after a layer widened by its pieces."
+        )
     if choice.source == "keras":
         return keras.layers.Activation(choice.name, name=name)
     import keras_activations as ka
@@ -189,7 +229,8 @@ def activation_layer(choice, name, conv=False, seed=None):
         "leaky_relu": lambda: ka.LeakyReLU(**kw),
         "abs_rectifier": lambda: ka.AbsRectifier(**kw),
         "prelu": lambda: ka.PReLU(
-            **{"shared_axes": [1, 2] if conv else None, **kw}
+            **{"shared_axes": shared_axes if shared_axes is not None
+               else ([1, 2] if conv else None), **kw}
         ),
         "rrelu": lambda: ka.RReLU(**{"seed": seed, **kw}),
     }
@@ -208,6 +249,7 @@ def build_model(
     width=64,
     maxout_pieces=2,
     seed=0,
+    outputs=None,
 ):
     """Builds the network `compare` trains for one activation.
 
@@ -228,6 +270,9 @@ def build_model(
         width: Units (MLP) or filters (CNN) per hidden layer. Defaults to 64.
         maxout_pieces: Pieces per maxout unit. Defaults to 2.
         seed: Seed of the initializers. Defaults to 0.
+        outputs: For a regression, the number of targets: the output layer is
+            then a linear `Dense(outputs)` instead of the softmax. Defaults to
+            None (classification).
 
     Returns:
         An uncompiled `keras.Model`.
@@ -280,10 +325,10 @@ def build_model(
             spatial //= 2
     if conv:
         x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    outputs = keras.layers.Dense(
-        num_classes,
-        activation="softmax",
+    head = keras.layers.Dense(
+        num_classes if outputs is None else outputs,
+        activation="softmax" if outputs is None else None,
         kernel_initializer=keras.initializers.GlorotUniform(seed=seed + depth),
         name="output",
     )(x)
-    return keras.Model(inputs, outputs, name=f"{model}_{choice.slug}")
+    return keras.Model(inputs, head, name=f"{model}_{choice.slug}")

@@ -5,35 +5,50 @@ import math
 
 from keras_activations.compare import run as run_lib
 
-# (key in a row, column title, format)
-COLUMNS = (
-    ("activation", "activation", "{}"),
-    ("init", "init", "{}"),
-    ("train_loss", "train loss", "{:.4f}"),
-    ("val_loss", "val loss", "{:.4f}"),
-    ("train_accuracy", "train acc", "{:.3f}"),
-    ("val_accuracy", "val acc", "{:.3f}"),
-    ("epochs_to_target", "epochs to {target}", "{}"),
+# Monitor columns after the metrics: (key in a row, column title, format).
+MONITOR_COLUMNS = (
     ("grad_ratio", "grad norm first/last", "{:.3g}"),
     ("dead_fraction", "dead fraction", "{:.3f}"),
     ("activation_mean", "mean activation", "{:+.3f}"),
     ("gradient_cosine", "grad cosine", "{:.3f}"),
     ("seconds_per_epoch", "s/epoch", "{:.2f}"),
 )
+# Metrics where higher is better (for `best_by`); every other one (losses, errors) is lower.
+_HIGHER = ("acc", "auc", "precision", "recall", "f1", "iou", "r2", "top_k")
+_SHORT = {"accuracy": "acc"}
+
+
+def metric_names(history):
+    """Metric names of a Keras history, training ones first: `["loss", "accuracy"]`."""
+    return [k for k in history if not k.startswith("val_")]
 
 
 def result_row(result, target_accuracy):
-    """One row of the report for a `run.RunResult` (plain, JSON-able values)."""
-    summary = run_lib.summarize_monitor(result.monitor_history)
-    return {
+    """One row of the report for a `run.RunResult` (plain, JSON-able values).
+
+    Every compiled metric `m` gives `train_m` and `val_m` (the last epoch's),
+    e.g. `train_loss`, `val_loss`, `train_accuracy`, `val_accuracy`.
+    """
+    hidden = result.hidden
+    summary = run_lib.summarize_monitor(
+        result.monitor_history, None if hidden is None else hidden.get
+    )
+    row = {
         "activation": result.activation,
+        "status": "failed" if result.error else "ok",
+        "error": result.error,
         "init": result.initializer,
         "params": result.params,
-        "train_loss": result.final("loss"),
-        "val_loss": result.final("val_loss"),
-        "train_accuracy": result.final("accuracy"),
-        "val_accuracy": result.final("val_accuracy"),
-        "epochs_to_target": result.epochs_to(target_accuracy),
+        "optimizer": result.optimizer,
+        "learning_rate": result.learning_rate,
+        "metrics": metric_names(result.history),
+    }
+    for name in row["metrics"]:
+        row[f"train_{name}"] = result.final(name)
+        row[f"val_{name}"] = result.final(f"val_{name}")
+    row.update({
+        "epochs_to_target": (result.epochs_to(target_accuracy)
+                             if "val_accuracy" in result.history else None),
         "grad_ratio": summary["grad_ratio"],
         "dead_fraction": summary["dead_fraction"],
         "activation_mean": summary["activation_mean"],
@@ -43,21 +58,46 @@ def result_row(result, target_accuracy):
         "history": result.history,
         "epoch_seconds": result.epoch_seconds,
         "by_depth": summary["by_depth"],
+        "sites": result.sites,
+        "swaps": [{"layer": s["layer"], "kind": s["kind"], "original": s["original"],
+                   "now": result.activation} for s in result.sites if s["swapped"]],
+        "monitor": result.monitor_rows,
+        "diagnosis": None,  # GradientMonitor has no diagnosis yet
         "tensorboard": result.log_dir,
-    }
+    })
+    return row
 
 
-def best_row(rows):
-    """The row with the highest final validation accuracy (then lowest loss)."""
-    def key(row):
-        acc = row["val_accuracy"]
-        loss = row["val_loss"]
-        return (
-            acc if math.isfinite(acc) else -1.0,
-            -loss if math.isfinite(loss) else -math.inf,
-        )
+def failed_row(activation, init, error, log_dir=None):
+    """The row of a run that raised before it had results."""
+    return {"activation": activation, "status": "failed", "error": error, "init": init,
+            "metrics": [], "history": {}, "epoch_seconds": [], "by_depth": [], "swaps": [],
+            "sites": [], "monitor": [], "diagnosis": None, "tensorboard": log_dir,
+            "seconds_per_epoch": float("nan")}
 
-    return max(rows, key=key)
+
+def higher_is_better(metric):
+    """Whether a larger value of `metric` is better (`"val_accuracy"`: yes, `"val_loss"`: no)."""
+    name = metric.lower()
+    return any(h in name for h in _HIGHER) and "error" not in name
+
+
+def best_row(rows, by="val_loss"):
+    """The finished row with the best final `by` (default the lowest validation loss).
+
+    Ties go to the first. Failed rows and rows without a finite `by` do not count; None when
+    no row does.
+    """
+    higher = higher_is_better(by)
+    best, best_value = None, None
+    for row in rows:
+        value = row.get(by)
+        if row.get("status", "ok") != "ok" or not isinstance(value, (int, float)) \
+                or not math.isfinite(value):
+            continue
+        if best is None or (value > best_value if higher else value < best_value):
+            best, best_value = row, value
+    return best
 
 
 def _cell(row, key, fmt):
@@ -73,16 +113,52 @@ def _cell(row, key, fmt):
     return fmt.format(value)
 
 
+def columns(rows, target_accuracy):
+    """The table's columns for these rows: (key, title, format)."""
+    names = []
+    for row in rows:
+        for name in row.get("metrics", []):
+            if name not in names:
+                names.append(name)
+    if "loss" in names:
+        names.remove("loss")
+    names.insert(0, "loss")
+    cols = [("activation", "activation", "{}"), ("init", "init", "{}")]
+    for name in names:
+        short = _SHORT.get(name, name)
+        fmt = "{:.3f}" if higher_is_better(name) else "{:.4f}"
+        cols.append((f"train_{name}", f"train {short}", fmt))
+        cols.append((f"val_{name}", f"val {short}", fmt))
+    if "accuracy" in names:
+        cols.append(("epochs_to_target", f"epochs to {target_accuracy}", "{}"))
+    cols.extend(MONITOR_COLUMNS)
+    if any(row.get("status", "ok") != "ok" for row in rows):
+        cols.append(("status", "status", "{}"))
+    return cols
+
+
 def markdown_table(rows, target_accuracy):
-    """The per-activation table as Markdown."""
-    titles = [title.format(target=target_accuracy) for _, title, _ in COLUMNS]
+    """The per-activation table as Markdown (a failed run's metrics read `-`)."""
+    cols = columns(rows, target_accuracy)
     lines = [
-        "| " + " | ".join(titles) + " |",
-        "|" + "|".join("---" for _ in titles) + "|",
+        "| " + " | ".join(title for _, title, _ in cols) + " |",
+        "|" + "|".join("---" for _ in cols) + "|",
     ]
     for row in rows:
-        cells = [_cell(row, key, fmt) for key, _, fmt in COLUMNS]
+        cells = [_cell(row, key, fmt) for key, _, fmt in cols]
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def swap_table(rows):
+    """What the candidates replaced in the given model, layer by layer (Markdown), or None."""
+    row = next((r for r in rows if r.get("sites")), None)
+    if row is None:
+        return None
+    lines = ["| layer | where | original | swapped |", "|---|---|---|---|"]
+    for site in row["sites"]:
+        how = "yes" if site["swapped"] else f"no: {site['reason']}"
+        lines.append(f"| {site['layer']} | {site['kind']} | {site['original']} | {how} |")
     return "\n".join(lines)
 
 
@@ -123,23 +199,38 @@ def _jsonable(value):
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
+def _model_line(config, data, model):
+    if model.get("kind") == "builtin":
+        return (f"Model: {config['model'].upper()}, {config['depth']} hidden layers of "
+                f"width {config['width']}")
+    return f"Model: {model['description']}"
+
+
 def render_markdown(report):
     """`report.md`'s text for a report dict (as written to report.json)."""
     config = report["config"]
     data = report["data"]
     rows = report["runs"]
+    model = report.get("model", {"kind": "builtin"})
     target = config["target_accuracy"]
-    lines = [
-        "# keras-activations compare",
-        "",
+    optimizer = rows[0].get("optimizer") if rows else config["optimizer"]
+    rate = rows[0].get("learning_rate") if rows else config["learning_rate"]
+    classes = (f"{data['num_classes']} classes" if data.get("num_classes")
+               else "regression")
+    lines = ["# keras-activations compare", ""]
+    if report.get("partial"):
+        lines += [
+            f"**Partial**: interrupted after {len(rows)} of "
+            f"{len(report['activations'])} activations; `--resume` continues it.",
+            "",
+        ]
+    lines += [
         f"Dataset: {data['name']}, {data['num_train']} training / "
         f"{data['num_validation']} validation examples, input "
-        f"{tuple(data['input_shape'])}, {data['num_classes']} classes "
-        f"({data['source']}).",
-        f"Model: {config['model'].upper()}, {config['depth']} hidden layers of "
-        f"width {config['width']}; {config['optimizer']} "
-        f"(learning rate {config['learning_rate']}"
-        + (f", momentum {config['momentum']}" if config["optimizer"] == "sgd" else "")
+        f"{tuple(data['input_shape'])}, {classes} ({data['source']}).",
+        _model_line(config, data, model) + f"; {optimizer} "
+        f"(learning rate {rate}"
+        + (f", momentum {config['momentum']}" if optimizer == "sgd" and model.get("kind") == "builtin" else "")
         + f"), batch size {data['batch_size']}, {config['epochs']} epochs, "
         f"seed {config['seed']}; every activation saw the same batches in the "
         f"same order.",
@@ -159,6 +250,13 @@ def render_markdown(report):
         "steadier descent direction.",
         "- *s/epoch*: median wall time of an epoch, monitor included.",
     ]
+    failed = [r for r in rows if r.get("status", "ok") != "ok"]
+    if failed:
+        lines += ["", "## Failed runs", ""]
+        lines += [f"- {r['activation']}: {r['error']}" for r in failed]
+    swaps = swap_table(rows)
+    if swaps:
+        lines += ["", "## Swapped activations (per layer, for every candidate)", "", swaps]
     grad = depth_table(rows, "gradient_norm")
     if grad:
         lines += ["", "## Gradient norm by depth (input to output, mean over training)", "", grad]
@@ -172,16 +270,17 @@ def render_markdown(report):
     lines += ["", "## Files", ""]
     for key, path in files.items():
         lines.append(f"- {key}: `{path}`")
+    by = report.get("best_by", "val_accuracy")
     lines += [
         "",
-        f"Best validation accuracy: **{report['best']}**.",
+        f"Best by {by.replace('_', ' ')}: **{report['best']}**.",
     ]
     if "load" in report:
         lines += ["", report["load"]]
     lines += [
         "",
         f"Next: `tensorboard --logdir {files.get('tensorboard', 'tensorboard')}` "
-        "overlays the runs.",
+        "overlays the runs (HParams tab: the table, sortable).",
         "",
     ]
     return "\n".join(lines)

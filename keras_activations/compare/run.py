@@ -26,6 +26,12 @@ class TrainConfig:
         seed: Seed of the initializers and of the data order.
         target_accuracy: Validation accuracy whose first epoch is reported.
         maxout_pieces: Pieces per maxout unit.
+        keep_init: Start every candidate from the given model's weights (the
+            builder's own initialization) instead of the candidate's.
+        loss: Loss overriding the model's compile settings or the inferred one.
+        metrics: Metrics overriding them likewise.
+        optimizer_given: Whether `optimizer`/`learning_rate` were chosen by the
+            user, so that they override a compiled model's optimizer.
     """
 
     model: str = "mlp"
@@ -38,6 +44,23 @@ class TrainConfig:
     seed: int = 0
     target_accuracy: float = 0.9
     maxout_pieces: int = 2
+    keep_init: bool = False
+    loss: object = None
+    metrics: object = None
+    optimizer_given: bool = False
+
+    def to_dict(self):
+        """The settings as plain JSON-able values (losses/metrics by name)."""
+        out = dataclasses.asdict(self)
+        out["loss"] = _name_of(self.loss)
+        out["metrics"] = None if self.metrics is None else [_name_of(m) for m in self.metrics]
+        return out
+
+
+def _name_of(obj):
+    if obj is None or isinstance(obj, (str, int, float, bool)):
+        return obj
+    return getattr(obj, "name", None) or getattr(obj, "__name__", None) or type(obj).__name__
 
 
 @dataclasses.dataclass
@@ -53,6 +76,13 @@ class RunResult:
         monitor_history: `GradientMonitor.history` (see docs/CONTRACTS.md).
         model: The trained model.
         log_dir: Where its TensorBoard run is, or None.
+        sites: The given model's activations and what was swapped
+            (`swap.Site` dicts; empty for builders and the built-in networks).
+        hidden: Layer name -> hidden-layer index (None: the built-in names).
+        optimizer: Name of the optimizer used.
+        learning_rate: Its initial learning rate (None for a schedule).
+        error: Why the run failed (e.g. a NaN loss), or None.
+        monitor_rows: `GradientMonitor.to_rows()` (flat, JSON-able).
     """
 
     activation: str
@@ -63,6 +93,12 @@ class RunResult:
     monitor_history: list
     model: object = dataclasses.field(repr=False, default=None)
     log_dir: str = None
+    sites: list = dataclasses.field(default_factory=list)
+    hidden: dict = None
+    optimizer: str = None
+    learning_rate: float = None
+    error: str = None
+    monitor_rows: list = dataclasses.field(default_factory=list)
 
     def final(self, metric):
         """Last value of a Keras metric, e.g. `final("val_accuracy")`."""
@@ -113,10 +149,10 @@ class OneLineProgress(keras.callbacks.Callback):
         interactive = getattr(self.stream, "isatty", lambda: False)()
         if not (last or interactive):
             return
+        shown = ["loss"] + [k for k in logs if k.startswith("val_")][:2]
         self.stream.write(
             f"  {self.name:<14} epoch {epoch + 1}/{self.epochs}  "
-            f"loss {logs.get('loss', math.nan):.4f}  "
-            f"val_accuracy {logs.get('val_accuracy', math.nan):.4f}"
+            + "  ".join(f"{k} {float(logs.get(k, math.nan)):.4f}" for k in shown)
             + ("\n" if last else "\r")
         )
         self.stream.flush()
@@ -151,11 +187,15 @@ def train_one(
     verbose=1,
     progress_stream=None,
     extra_callbacks=(),
+    source=None,
+    fit_kwargs=None,
 ):
     """Trains one activation's model on `data` and returns a `RunResult`.
 
     Seeds are reset first, so every activation starts from the same random
-    state and sees the same batches in the same order.
+    state and sees the same batches in the same order. Training stops at the
+    first NaN loss (`keras.callbacks.TerminateOnNaN`); the result's `error`
+    then says so.
 
     Args:
         choice: A `models.ActivationChoice`.
@@ -170,31 +210,29 @@ def train_one(
         progress_stream: If given (and `verbose=0`), a one-line progress per
             run is written to it.
         extra_callbacks: More Keras callbacks.
+        source: Where the model comes from (`sources.resolve_source`);
+            defaults to the built-in network `config.model`.
+        fit_kwargs: More keyword arguments for `model.fit` (e.g.
+            `class_weight`).
 
     Returns:
         A `RunResult`.
     """
+    from keras_activations.compare import sources
+
+    source = source or sources.BuiltinSource(config.model)
     keras.utils.set_random_seed(config.seed)
-    model = models.build_model(
-        choice,
-        data.input_shape,
-        data.num_classes,
-        model=config.model,
-        depth=config.depth,
-        width=config.width,
-        maxout_pieces=config.maxout_pieces,
-        seed=config.seed,
-    )
-    model.compile(
-        optimizer=make_optimizer(config),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
+    built = source.build(choice, data, config)
+    keras.utils.set_random_seed(config.seed)
+    model = sources.compile_model(built, data, config, make_optimizer)
     timer = EpochTimer()
-    callbacks = [timer]
+    callbacks = [timer, keras.callbacks.TerminateOnNaN()]
     monitor = None
     if monitor_factory is not None:
-        hidden = [l.name for l in model.layers if hidden_index(l.name) is not None]
+        if built.hidden is None:
+            hidden = [l.name for l in model.layers if hidden_index(l.name) is not None]
+        else:
+            hidden = [l.name for l in model.layers if l.name in built.hidden]
         monitor = monitor_factory(log_dir, layers=hidden)
         callbacks.append(monitor)
     if log_dir is not None:
@@ -208,24 +246,66 @@ def train_one(
             OneLineProgress(choice.label, config.epochs, progress_stream)
         )
     callbacks.extend(extra_callbacks)
-    history = model.fit(
-        data.train_dataset(),
-        validation_data=data.validation_dataset(),
-        epochs=config.epochs,
-        shuffle=False,  # the dataset is already shuffled, in a seeded order
-        callbacks=callbacks,
-        verbose=verbose,
-    )
+    fit_kwargs = dict(fit_kwargs or {})
+    callbacks.extend(fit_kwargs.pop("callbacks", None) or [])
+    try:
+        history = model.fit(
+            data.train_dataset(),
+            validation_data=data.validation_dataset(),
+            epochs=config.epochs,
+            shuffle=False,  # the dataset is already shuffled, in a seeded order
+            callbacks=callbacks,
+            verbose=verbose,
+            **fit_kwargs,
+        )
+    except BaseException:
+        if monitor is not None and hasattr(monitor, "close"):
+            monitor.close()  # fit ended by an exception: flush its event files
+        raise
+    values = {k: [float(v) for v in vs] for k, vs in history.history.items()}
+    losses = values.get("loss", [])
+    error = None
+    if len(losses) < config.epochs or not all(math.isfinite(v) for v in losses):
+        bad = next((i for i, v in enumerate(losses) if not math.isfinite(v)), len(losses))
+        error = f"the loss became NaN or inf in epoch {bad + 1}; training stopped there"
+    optimizer = model.optimizer
+    rate = getattr(optimizer, "learning_rate", None)
+    try:
+        rate = float(f"{float(rate):.7g}")  # a float32 variable: 0.003, not 0.0030000000261
+    except (TypeError, ValueError):
+        rate = None
+    monitor_history = list(monitor.history) if monitor is not None else []
+    rows = []
+    if monitor is not None:
+        rows = monitor.to_rows() if hasattr(monitor, "to_rows") else []
     return RunResult(
         activation=choice.label,
-        initializer=choice.initializer,
+        initializer="kept" if (config.keep_init and not isinstance(source, sources.BuiltinSource))
+        else choice.initializer,
         params=int(model.count_params()),
-        history={k: [float(v) for v in vs] for k, vs in history.history.items()},
+        history=values,
         epoch_seconds=list(timer.seconds),
-        monitor_history=list(monitor.history) if monitor is not None else [],
+        monitor_history=monitor_history,
         model=model,
         log_dir=log_dir,
+        sites=built.sites,
+        hidden=built.hidden,
+        optimizer=type(optimizer).__name__.lower(),
+        learning_rate=rate,
+        error=error,
+        monitor_rows=[_plain(r) for r in rows],
     )
+
+
+def _plain(row):
+    out = {}
+    for k, v in row.items():
+        if hasattr(v, "item"):
+            v = v.item()
+        if isinstance(v, float) and not math.isfinite(v):
+            v = None
+        out[k] = v
+    return out
 
 
 _HIDDEN = re.compile(r"^(dense|conv|act)_(\d+)$")
@@ -259,22 +339,25 @@ def hidden_index(layer_name):
     return int(match.group(2)) if match else None
 
 
-def hidden_series(monitor_history, field):
+def hidden_series(monitor_history, field, index_of=None):
     """Values of one monitor field per hidden layer, across records.
 
     Args:
         monitor_history: `GradientMonitor.history` (docs/CONTRACTS.md).
         field: A per-layer field, e.g. `"gradient_norm"`.
+        index_of: Layer name -> hidden-layer index or None; defaults to
+            `hidden_index` (the built-in networks' names).
 
     Returns:
         A dict hidden-layer index -> list of the finite values of `field`
         reported by that hidden layer's Dense/Conv2D or activation layer, in
         record order. Hidden layers that never report `field` are left out.
     """
+    index_of = index_of or hidden_index
     series = {}
     for record in monitor_history:
         for name, stats in record.get("layers", {}).items():
-            index = hidden_index(name)
+            index = index_of(name)
             value = stats.get(field)
             if index is None or value is None or not np.isfinite(value):
                 continue
@@ -287,7 +370,7 @@ def _mean(values):
     return float(np.mean(values)) if values else None
 
 
-def summarize_monitor(monitor_history):
+def summarize_monitor(monitor_history, index_of=None):
     """Reduces `GradientMonitor.history` to the numbers `compare` reports.
 
     Only hidden layers count (see `hidden_index`); depth is the hidden
@@ -295,6 +378,7 @@ def summarize_monitor(monitor_history):
 
     Args:
         monitor_history: `GradientMonitor.history` (docs/CONTRACTS.md).
+        index_of: See `hidden_series`.
 
     Returns:
         A dict:
@@ -320,7 +404,8 @@ def summarize_monitor(monitor_history):
     >>> summary["grad_ratio"], summary["dead_fraction"]
     (0.01, 0.5)
     """
-    series = {field: hidden_series(monitor_history, field) for field in FIELDS}
+    index_of = index_of or hidden_index
+    series = {field: hidden_series(monitor_history, field, index_of) for field in FIELDS}
     depths = sorted({d for per_depth in series.values() for d in per_depth})
     by_depth = [
         {"depth": d, **{f: _mean(series[f].get(d, [])) for f in FIELDS}}
@@ -331,7 +416,7 @@ def summarize_monitor(monitor_history):
     for record in monitor_history:
         norms = {}
         for name, stats in record.get("layers", {}).items():
-            index = hidden_index(name)
+            index = index_of(name)
             norm = stats.get("gradient_norm")
             if index is not None and norm is not None and np.isfinite(norm):
                 norms[index] = float(norm)
