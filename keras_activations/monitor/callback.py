@@ -275,11 +275,10 @@ class GradientMonitor(keras.callbacks.Callback):
             return
         self._fit_started = True
         steps = self._epoch_steps()
-        if epoch > 0 and steps:
-            self._step = epoch * steps  # resumed (BackupAndRestore) fit
-        if self._step > 0:
+        if epoch > 0 and steps:  # a resumed (BackupAndRestore) fit
+            self._step = epoch * steps
             self.history = [r for r in self.history if r["step"] <= self._step]
-            if self._writes:
+            if self._writes:  # the steps after the backup are written again
                 writer_lib.truncate_after(self.log_dir, self._step)
 
     def on_train_batch_end(self, batch, logs=None):
