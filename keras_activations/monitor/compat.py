@@ -129,27 +129,3 @@ def unpack_x(data):
     x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
     return x
 
-
-def cond(pred, true_fn, false_fn):
-    """`tf.cond` that runs only the branch taken.
-
-    Inside a `tf.function` TensorFlow lowers `tf.cond` to Switch/Merge nodes,
-    and its executor then visits every node of the branch not taken, on
-    every step; the monitor's conditionals guard rare or per-record work of
-    hundreds of nodes. This keeps the `If` op unlowered (the private op
-    attribute `_lower_using_switch_merge`): a call of the branch taken. XLA
-    compiles either form.
-    """
-    import tensorflow as tf
-    from tensorflow.core.framework import attr_value_pb2
-
-    if tf.executing_eagerly():
-        return tf.cond(pred, true_fn, false_fn)
-    graph = tf.compat.v1.get_default_graph()
-    known = len(graph.get_operations())
-    out = tf.cond(pred, true_fn, false_fn)
-    keep = attr_value_pb2.AttrValue(b=False)
-    for op in graph.get_operations()[known:]:
-        if op.type in ("If", "StatelessIf"):
-            op._set_attr("_lower_using_switch_merge", keep)
-    return out

@@ -41,7 +41,6 @@ import numpy as np
 import tensorflow as tf
 
 from keras_activations.builtin_derivatives import StepOfOutput
-from keras_activations.monitor import compat
 
 _SUM = tf.VariableAggregation.SUM
 _FIRST = tf.VariableAggregation.ONLY_FIRST_REPLICA
@@ -302,7 +301,7 @@ class State:
         ops = [
             self.sumsq.assign(sumsq, read_value=False),
             self.grad_count.assign(step, read_value=False),
-            compat.cond(finite, lambda: tf.constant(False), count_nonfinite),
+            tf.cond(finite, lambda: tf.constant(False), count_nonfinite),
         ]
         if self.watched:
 
@@ -318,7 +317,7 @@ class State:
                 with tf.control_dependencies(copies):
                     return tf.constant(True)
 
-            ops.append(compat.cond(flag, snapshot, lambda: tf.constant(False)))
+            ops.append(tf.cond(flag, snapshot, lambda: tf.constant(False)))
         return ops
 
     def on_site(self, layer, x, y, deferred):
@@ -393,7 +392,7 @@ class State:
             return fn
 
         if calls:
-            fired, saturated = compat.cond(finite, figures(True), figures(False))
+            fired, saturated = tf.cond(finite, figures(True), figures(False))
             rows = [tf.zeros([4], tf.float64)] * max(len(self.sites), 1)
             for c, ((k, _, y, _), (s1, half_s2)) in enumerate(zip(calls, sums)):
                 rows[k] = rows[k] + self._row(saturated[c], y, s1, half_s2)
@@ -419,7 +418,7 @@ class State:
             with tf.control_dependencies(ops):
                 return tf.constant(True)
 
-        done = compat.cond(flag, snapshot, lambda: tf.constant(False))
+        done = tf.cond(flag, snapshot, lambda: tf.constant(False))
         with tf.control_dependencies([done]):
             self.count.assign(step)
 
