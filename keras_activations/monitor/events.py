@@ -109,7 +109,8 @@ class EventFile:
             % (time.time(), socket.gethostname(), os.getpid(), _FILES, SUFFIX),
         )
         self.flush_secs = float(flush_secs)
-        self._seen = set()
+        self._seen = set()  # tags whose metadata is in the file
+        self._key = self._cached = None
         self._writer = tf.io.TFRecordWriter(self.path)
         first = event_pb2.Event(
             wall_time=time.time(),
@@ -121,65 +122,74 @@ class EventFile:
         self._writer.write(first.SerializeToString())
         self.flush()
 
-    def _value(self, tag, tensor, metadata):
-        value = summary_pb2.Summary.Value(tag=tag, tensor=tensor)
-        if tag not in self._seen:
-            self._seen.add(tag)
-            value.metadata.CopyFrom(metadata())
-        return value
+    def _summary(self, scalar_tags, histogram_shapes, image):
+        """A `Summary` with a value for each tag, its tensors to be filled
+        in: made once per set of tags and reused (a record has the same tags
+        as the one before, but for the first cosine or a missing figure).
+        Plugin metadata only with a tag's first value in the file."""
+        key = (scalar_tags, histogram_shapes, image)
+        if key == self._key:
+            return self._cached
+        summary = summary_pb2.Summary()
+        for tag in scalar_tags:
+            value = summary.value.add(tag=tag)
+            value.tensor.dtype = types_pb2.DT_FLOAT
+            value.tensor.tensor_shape.CopyFrom(_shape())
+            value.tensor.float_val.append(0.0)
+            if tag not in self._seen:
+                value.metadata.CopyFrom(scalar_metadata.create_summary_metadata(display_name=tag, description=""))
+        for tag, shape in histogram_shapes:
+            value = summary.value.add(tag=tag)
+            value.tensor.dtype = types_pb2.DT_DOUBLE
+            value.tensor.tensor_shape.CopyFrom(_shape(*shape))
+            if tag not in self._seen:
+                value.metadata.CopyFrom(histogram_metadata.create_summary_metadata(display_name=tag, description=""))
+        if image:
+            value = summary.value.add(tag="depth_profile")
+            value.tensor.dtype = types_pb2.DT_STRING
+            value.tensor.tensor_shape.CopyFrom(_shape(3))
+            if "depth_profile" not in self._seen:
+                value.metadata.CopyFrom(
+                    image_metadata.create_summary_metadata(
+                        display_name="depth_profile", description=IMAGE_DESCRIPTION, converted_to_tensor=True
+                    )
+                )
+        new = set(scalar_tags) | {t for t, _ in histogram_shapes} | ({"depth_profile"} if image else set())
+        if new - self._seen:  # the next summary leaves the metadata out
+            self._seen |= new
+            self._key = None
+        else:
+            self._key, self._cached = key, summary
+        return summary
 
     def write_record(self, record, image=True, wall_time=None):
         """Appends one event with every value of `record`."""
-        values = []
-        for tag, value in scalars(record):
-            tensor = tensor_pb2.TensorProto(
-                dtype=types_pb2.DT_FLOAT, tensor_shape=_shape(), float_val=[value]
-            )
-            values.append(
-                self._value(
-                    tag,
-                    tensor,
-                    lambda: scalar_metadata.create_summary_metadata(display_name=tag, description=""),
-                )
-            )
-        for tag, hist in histograms(record):
-            e, counts = hist["edges"], hist["counts"]
-            rows = np.stack([e[:-1], e[1:], counts.astype(np.float64)], axis=-1)
-            tensor = tensor_pb2.TensorProto(
-                dtype=types_pb2.DT_DOUBLE,
-                tensor_shape=_shape(*rows.shape),
-                tensor_content=rows.tobytes(),
-            )
-            values.append(
-                self._value(
-                    tag,
-                    tensor,
-                    lambda: histogram_metadata.create_summary_metadata(display_name=tag, description=""),
-                )
-            )
-        if image and record["layers"]:
+        scalar_values = scalars(record)
+        hists = histograms(record)
+        rows = [
+            np.stack([h["edges"][:-1], h["edges"][1:], h["counts"].astype(np.float64)], axis=-1)
+            for _, h in hists
+        ]
+        image = bool(image and record["layers"])
+        summary = self._summary(
+            tuple(t for t, _ in scalar_values), tuple((t, r.shape) for (t, _), r in zip(hists, rows)), image
+        )
+        values = summary.value
+        for k, (_, v) in enumerate(scalar_values):
+            values[k].tensor.float_val[0] = v
+        n = len(scalar_values)
+        for k, r in enumerate(rows):
+            values[n + k].tensor.tensor_content = r.tobytes()
+        if image:
             picture = depth_picture(record)
             height, width = picture.shape
-            tensor = tensor_pb2.TensorProto(
-                dtype=types_pb2.DT_STRING,
-                tensor_shape=_shape(3),
-                string_val=[str(width).encode(), str(height).encode(), png(picture, plots.PALETTE)],
-            )
-            values.append(
-                self._value(
-                    "depth_profile",
-                    tensor,
-                    lambda: image_metadata.create_summary_metadata(
-                        display_name="depth_profile",
-                        description=IMAGE_DESCRIPTION,
-                        converted_to_tensor=True,
-                    ),
-                )
-            )
+            tensor = values[n + len(rows)].tensor
+            del tensor.string_val[:]
+            tensor.string_val.extend([str(width).encode(), str(height).encode(), png(picture, plots.PALETTE)])
         event = event_pb2.Event(
             wall_time=time.time() if wall_time is None else float(wall_time),
             step=int(record["step"]),
-            summary=summary_pb2.Summary(value=values),
+            summary=summary,
         )
         self._writer.write(event.SerializeToString())
         if time.monotonic() - self._flushed >= self.flush_secs:

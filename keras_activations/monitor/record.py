@@ -51,9 +51,11 @@ def histogram(values, bins):
     if not hi > lo:
         hi = np.float32(lo + np.maximum(np.abs(lo), np.float32(1)) * np.float32(1e-3))
     step = (np.float64(hi) - np.float64(lo)) / bins
-    scaled = (np.maximum(flat, lo).astype(np.float64) - np.float64(lo)) / step
-    bucket = np.minimum(scaled, bins - 1).astype(np.int64)
-    counts = np.bincount(bucket, minlength=bins)
+    scaled = flat.astype(np.float64)  # every value is >= lo: max(v, lo) = v
+    scaled -= np.float64(lo)
+    scaled /= step
+    np.minimum(scaled, bins - 1, out=scaled)
+    counts = np.bincount(scaled.astype(np.int64), minlength=bins)
     return {"edges": edges((lo, hi), bins), "counts": counts.astype(np.int64)}
 
 
