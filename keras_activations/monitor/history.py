@@ -7,20 +7,16 @@ records are unpacked by `figures.RecordProgram.record`.
 
 import csv
 
+from keras_activations.monitor.record import LAYER_SCALARS
+
+# The CSV columns: the record's per-layer scalars (`record.LAYER_SCALARS`),
+# with the layer's units after its gradient figures.
 ROW_KEYS = (
-    "step",
-    "epoch",
-    "layer",
-    "depth",
-    "gradient_norm",
-    "gradient_cosine",
-    "units",
-    "dead_units",
-    "dead_fraction",
-    "saturation",
-    "activation_mean",
-    "activation_std",
-    "global_norm",
+    ("step", "epoch", "layer", "depth")
+    + LAYER_SCALARS[:2]
+    + ("units",)
+    + LAYER_SCALARS[2:]
+    + ("global_norm",)
 )
 
 

@@ -56,17 +56,25 @@ def _variable(value, aggregation, name):
     )
 
 
+def _finite_min_max(flat, ok):
+    """Min and max of the values where `ok` (NaN and inf masked before the
+    reductions): `(inf, -inf)` when there are none."""
+    return tf.reduce_min(tf.where(ok, flat, np.inf)), tf.reduce_max(tf.where(ok, flat, -np.inf))
+
+
+def _range(lo, hi):
+    """`[lo, hi]`, or `[0, 0]` when `_finite_min_max` found no value."""
+    some = lo <= hi
+    return tf.stack([tf.where(some, lo, 0.0), tf.where(some, hi, 0.0)])
+
+
 def _histogram(flat, bins, lohi, xla):
     """`(counts [bins] int32, [lo, hi])` of one flat float32 tensor's finite
     values (see `histograms`)."""
     ok = tf.math.is_finite(flat)
     if lohi is None:
-        lo = tf.reduce_min(tf.where(ok, flat, np.inf))
-        hi = tf.reduce_max(tf.where(ok, flat, -np.inf))
-        some = lo <= hi
-        lo, hi = tf.where(some, lo, 0.0), tf.where(some, hi, 0.0)
-    else:
-        lo, hi = lohi[0], lohi[1]
+        lohi = _range(*_finite_min_max(flat, ok))
+    lo, hi = lohi[0], lohi[1]
     hi = tf.where(hi > lo, hi, lo + tf.maximum(tf.abs(lo), 1.0) * 1e-3)
     values = tf.where(ok, flat, lo)  # non-finite: into bucket 0, then out
     if xla:  # XLA has no histogram kernel: its arithmetic, op for op
@@ -264,10 +272,6 @@ class State:
             local.step = self.count.read_value() + 1
         local.flag = self.flag.read_value()
 
-    def _this_step(self):
-        step = getattr(self._local, "step", None)
-        return (step, self._local.flag) if step is not None else (self.count.read_value() + 1, self.flag.read_value())
-
     def on_gradients(self, grads_and_vars):
         """Figures of the applied gradients (replica context). Returns ops
         that finish every read of them (`hooks._after`)."""
@@ -281,7 +285,7 @@ class State:
             grads[pos] = g if g.dtype == tf.float32 else tf.cast(g, tf.float32)
         if not grads:
             return []
-        step, flag = self._this_step()
+        step, flag = self._local.step, self._local.flag  # from `begin_step`
         n = max(len(self.variables), 1)
         zero = tf.zeros([])
         # Half the sums of squares (`l2_loss`: one fused reduction each).
@@ -427,13 +431,9 @@ class State:
         context): each replica puts its own min and max in its slot of a
         `[2, replicas]` tensor, and a sum all-reduce gathers the slots."""
         ctx = tf.distribute.get_replica_context()
-        finite = tf.math.is_finite(flat)
-        lo = tf.reduce_min(tf.where(finite, flat, np.inf))
-        hi = tf.reduce_max(tf.where(finite, flat, -np.inf))
+        lo, hi = _finite_min_max(flat, tf.math.is_finite(flat))
         slot = tf.one_hot(ctx.replica_id_in_sync_group, self.replicas, dtype=tf.float32)
         mine = slot > 0
         parts = tf.stack([tf.where(mine, lo, 0.0), tf.where(mine, hi, 0.0)])
         parts = ctx.all_reduce(tf.distribute.ReduceOp.SUM, parts)
-        lo, hi = tf.reduce_min(parts[0]), tf.reduce_max(parts[1])
-        some = lo <= hi
-        return tf.stack([tf.where(some, lo, 0.0), tf.where(some, hi, 0.0)])
+        return _range(tf.reduce_min(parts[0]), tf.reduce_max(parts[1]))
