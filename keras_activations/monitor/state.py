@@ -56,37 +56,13 @@ def _variable(value, aggregation, name):
     )
 
 
-def _finite_min_max(flat, ok):
-    """Min and max of the values where `ok` (NaN and inf masked before the
-    reductions): `(inf, -inf)` when there are none."""
-    return tf.reduce_min(tf.where(ok, flat, np.inf)), tf.reduce_max(tf.where(ok, flat, -np.inf))
-
-
-def _range(lo, hi):
-    """`[lo, hi]`, or `[0, 0]` when `_finite_min_max` found no value."""
-    some = lo <= hi
-    return tf.stack([tf.where(some, lo, 0.0), tf.where(some, hi, 0.0)])
-
-
-def _histogram(flat, bins, lohi, xla):
-    """`(counts [bins] int32, [lo, hi])` of one flat float32 tensor's finite
-    values (see `histograms`)."""
-    ok = tf.math.is_finite(flat)
-    if lohi is None:
-        lohi = _range(*_finite_min_max(flat, ok))
-    lo, hi = lohi[0], lohi[1]
-    hi = tf.where(hi > lo, hi, lo + tf.maximum(tf.abs(lo), 1.0) * 1e-3)
-    values = tf.where(ok, flat, lo)  # non-finite: into bucket 0, then out
-    if xla:  # XLA has no histogram kernel: its arithmetic, op for op
-        lo64 = tf.cast(lo, tf.float64)
-        step = (tf.cast(hi, tf.float64) - lo64) / bins
-        scaled = (tf.cast(tf.maximum(values, lo), tf.float64) - lo64) / step
-        index = tf.cast(tf.minimum(scaled, bins - 1.0), tf.int32)
-        counts = tf.math.unsorted_segment_sum(tf.ones_like(index), index, bins)
-    else:
-        counts = tf.histogram_fixed_width(values, tf.stack([lo, hi]), nbins=bins)
-    bad = tf.size(flat) - tf.reduce_sum(tf.cast(ok, tf.int32))
-    return counts - tf.one_hot(0, bins, dtype=tf.int32) * bad, tf.stack([lo, hi])
+def _finite_ranges(flats, oks):
+    """`(lo [k], hi [k])`: each flat tensor's finite min and max (NaN and
+    inf masked before the reductions; `(inf, -inf)` when there is none)."""
+    axis, inf, ninf = tf.constant([0]), tf.constant(np.inf), tf.constant(-np.inf)  # shared
+    lo = tf.stack([tf.reduce_min(tf.where(ok, f, inf), axis) for f, ok in zip(flats, oks)])
+    hi = tf.stack([tf.reduce_max(tf.where(ok, f, ninf), axis) for f, ok in zip(flats, oks)])
+    return lo, hi
 
 
 def histograms(flats, bins, ranges=None, xla=False):
@@ -94,72 +70,107 @@ def histograms(flats, bins, ranges=None, xla=False):
     ranges [k, 2] float32)`.
 
     Each tensor's finite values (NaN and inf are masked before every
-    reduction) in `bins` equal-width buckets over `ranges[i]`, by default
-    their own [min, max] (a single value `v`: `[v, v + max(|v|, 1) *
-    1e-3]`; none: `[0, 1e-3]`), counted by `tf.histogram_fixed_width`, or
-    under XLA with its arithmetic (`record.histogram` is the same on the
-    host).
+    reduction) in `bins` equal-width buckets over `ranges` (`(lo [k], hi
+    [k])`), by default their own finite [min, max] (a single value `v`:
+    `[v, v + max(|v|, 1) * 1e-3]`; none: `[0, 1e-3]`), counted by
+    `tf.histogram_fixed_width`, or under XLA with its arithmetic
+    (`record.histogram` is the same on the host). The range arithmetic is
+    done once for every tensor.
     """
-    ranges = ranges or [None] * len(flats)
-    pairs = [_histogram(f, bins, r, xla) for f, r in zip(flats, ranges)]
-    return tf.cast(tf.stack([c for c, _ in pairs]), tf.float64), tf.stack([r for _, r in pairs])
+    oks = [tf.math.is_finite(f) for f in flats]
+    lo, hi = ranges if ranges is not None else _finite_ranges(flats, oks)
+    some = lo <= hi
+    lo, hi = tf.where(some, lo, 0.0), tf.where(some, hi, 0.0)
+    hi = tf.where(hi > lo, hi, lo + tf.maximum(tf.abs(lo), 1.0) * 1e-3)
+    lohi = tf.stack([lo, hi], axis=1)
+    counts = []
+    for flat, ok, low, high, edges in zip(flats, oks, tf.unstack(lo), tf.unstack(hi), tf.unstack(lohi)):
+        values = tf.where(ok, flat, low)  # non-finite: into bucket 0, then out
+        if xla:  # XLA has no histogram kernel: its arithmetic, op for op
+            lo64 = tf.cast(low, tf.float64)
+            step = (tf.cast(high, tf.float64) - lo64) / bins
+            scaled = (tf.cast(values, tf.float64) - lo64) / step  # values >= lo
+            index = tf.cast(tf.minimum(scaled, bins - 1.0), tf.int32)
+            counts.append(tf.math.unsorted_segment_sum(tf.ones_like(index), index, bins))
+        else:
+            counts.append(tf.histogram_fixed_width(values, edges, nbins=bins))
+    axis = tf.constant([0])
+    finite = tf.stack([tf.reduce_sum(tf.cast(ok, tf.int32), axis) for ok in oks])
+    bad = tf.stack([tf.size(f) for f in flats]) - finite
+    counts = tf.stack(counts) - bad[:, None] * tf.one_hot(0, bins, dtype=tf.int32)
+    return tf.cast(counts, tf.float64), lohi
 
 
-def _fast_site_step(site, y, axes, dead_tolerance, saturation_tolerance):
-    """`_site_step` for outputs known to be finite, with float ops only
-    (TensorFlow's comparison ops are not vectorized on CPU: 3-5x slower)."""
-    derivative = site.of_output
-    if isinstance(derivative, StepOfOutput):  # |f'| is `above` where y > 0
-        positive = tf.reduce_sum(tf.maximum(tf.sign(y), 0.0), axis=axes)
-        total = tf.reduce_sum(positive)
-        pairs = tf.cast(tf.size(y), tf.float32)
-        fired = tf.zeros_like(positive)
-        if derivative.above > dead_tolerance:
-            fired = tf.sign(positive)
-        if derivative.below > dead_tolerance:
-            fired = tf.sign(pairs / tf.cast(tf.size(positive), tf.float32) - positive) + fired
-        saturated = tf.constant(0.0)
-        if derivative.below < saturation_tolerance:
-            saturated += pairs - total
-        if derivative.above < saturation_tolerance:
-            saturated += total
-        return tf.sign(fired), saturated
-    d = tf.abs(tf.cast(derivative(y), tf.float32))
-    fired = tf.sign(tf.maximum(tf.reduce_max(d, axis=axes) - dead_tolerance, 0.0))
-    saturated = tf.reduce_sum(tf.maximum(tf.sign(saturation_tolerance - d), 0.0))
-    return fired, saturated
+def _step_counts(y, axes, fast, nonnegative=False):
+    """For a derivative that is a step in the output's sign
+    (`StepOfOutput`): per unit, the counts of outputs `> 0` and `<= 0`; a
+    NaN output is in neither. `fast` (outputs known to be finite): float
+    ops only, and `None` for the second (it is the pairs less the first);
+    `nonnegative` (ReLU's outputs): `sign` alone counts. TensorFlow's
+    comparisons are not vectorized on CPU: 3-5x slower. `axes` is a
+    tensor, shared by the calls."""
+    if fast:
+        positive = tf.sign(y) if nonnegative else tf.maximum(tf.sign(y), 0.0)
+        return tf.reduce_sum(positive, axis=axes), None
+    return (
+        tf.reduce_sum(tf.cast(y > 0, tf.float32), axis=axes),
+        tf.reduce_sum(tf.cast(y <= 0, tf.float32), axis=axes),
+    )
 
 
-def _site_step(site, x, y, axes, dead_tolerance, saturation_tolerance):
-    """One call's `(fired, saturated)` of a site (`site.track_dead`), with
-    explicit masks: per unit 1.0 when some example's
-    `|f'| > dead_tolerance` (else 0.0), and the count of pairs with
-    `|f'| < saturation_tolerance` (float32). A NaN pair neither fires nor
-    saturates."""
+def _step_figures(positive, rest, below, above, saturation_tolerance):
+    """`_unit_figures` from `_step_counts`: `|f'|` is `above` where y > 0
+    and `below` where y <= 0 (scalars, or arrays with a value per unit)."""
+    below, above = np.asarray(below, np.float32), np.asarray(above, np.float32)
+    peak = tf.maximum(above * tf.sign(positive), below * tf.sign(rest))
+    low = (above < saturation_tolerance).astype(np.float32) * positive
+    return peak, low + (below < saturation_tolerance).astype(np.float32) * rest
+
+
+def _unit_figures(site, x, y, axes, saturation_tolerance, fast=False):
+    """One call of a site (`site.track_dead`): per unit (a Maxout piece)
+    the largest `|f'|` and the count of pairs with `|f'| <
+    saturation_tolerance` (float32). A NaN pair is in neither; `fast`
+    (outputs known to be finite, the derivative has an output form): float
+    ops only, no masks."""
     if site.pieces is not None:  # Maxout: a piece is alive when it wins
         winner = site.layer.winning_piece(x)
-        won = [tf.reduce_any(tf.equal(winner, p), axis=axes) for p in range(site.pieces)]
-        return tf.cast(tf.reshape(tf.stack(won, axis=-1), [-1]), tf.float32), tf.constant(0.0)
+        won = tf.stack([tf.reduce_any(tf.equal(winner, p), axis=axes) for p in range(site.pieces)], axis=-1)
+        peak = tf.where(tf.reshape(won, [-1]), np.float32(np.inf), np.float32(0.0))
+        return peak, tf.zeros_like(peak)
     derivative = site.of_output
-    if isinstance(derivative, StepOfOutput):  # |f'| is `above` where y > 0
-        fired, saturated = None, tf.constant(0.0)
-        for value, side in ((derivative.above, y > 0), (derivative.below, y <= 0)):
-            if value > dead_tolerance:
-                some = tf.reduce_any(side, axis=axes)
-                fired = some if fired is None else tf.logical_or(fired, some)
-            if value < saturation_tolerance:
-                saturated += tf.reduce_sum(tf.cast(side, tf.float32))
-        if fired is None:  # no unit can fire
-            fired = tf.reduce_any(tf.zeros_like(y, tf.bool), axis=axes)
-        return tf.cast(fired, tf.float32), saturated
+    if isinstance(derivative, StepOfOutput):
+        positive, rest = _step_counts(y, axes, fast=False)
+        return _step_figures(positive, rest, derivative.below, derivative.above, saturation_tolerance)
     u = y if derivative is not None else tf.cast(x, tf.float32)
     d = tf.abs(tf.cast((derivative or site.derivative)(u), tf.float32))
+    if fast:
+        return tf.reduce_max(d, axis=axes), tf.reduce_sum(tf.maximum(tf.sign(saturation_tolerance - d), 0.0), axis=axes)
     # A derivative may map NaN to a number (`where(x > 0, 1, slope)`):
     # pairs whose input is NaN are masked explicitly.
     valid = tf.logical_not(tf.math.is_nan(u))
-    fired = tf.reduce_any(tf.logical_and(d > dead_tolerance, valid), axis=axes)
-    saturated = tf.logical_and(d < saturation_tolerance, valid)
-    return tf.cast(fired, tf.float32), tf.reduce_sum(tf.cast(saturated, tf.float32))
+    low = tf.cast(tf.logical_and(d < saturation_tolerance, valid), tf.float32)
+    return tf.reduce_max(tf.where(valid, d, 0.0), axis=axes), tf.reduce_sum(low, axis=axes)
+
+
+def _site_step(site, x, y, axes, dead_tolerance, saturation_tolerance):
+    """One call's `(fired, saturated)` of a site, masked: per unit 1.0 when
+    some example's `|f'| > dead_tolerance` (else 0.0), and the count of
+    pairs with `|f'| < saturation_tolerance` (float32). A NaN pair neither
+    fires nor saturates."""
+    peak, low = _unit_figures(site, x, y, axes, saturation_tolerance)
+    return tf.cast(tf.reshape(peak, [-1]) > dead_tolerance, tf.float32), tf.reduce_sum(low)
+
+
+def _cat(parts):
+    if not parts:
+        return tf.zeros([0])
+    return tf.concat(parts, 0) if len(parts) > 1 else parts[0]
+
+
+def site_is_step(site):
+    """Whether a site's derivative is a step in its output's sign."""
+    return site.pieces is None and isinstance(site.of_output, StepOfOutput)
 
 
 class State:
@@ -293,36 +304,44 @@ class State:
         # A sum of squares is not finite exactly when an element is NaN or
         # inf, or the squares overflow (then none is counted).
         finite = tf.math.is_finite(tf.reduce_sum(sumsq))
+        order = sorted(grads)
 
-        def count_nonfinite():  # one pass over all gradients
-            flat = tf.concat([tf.reshape(g, [-1]) for g in grads.values()], 0)
-            segment = tf.repeat(list(grads), [int(np.prod(g.shape)) for g in grads.values()])
-            bad = tf.cast(tf.logical_not(tf.math.is_finite(flat)), tf.float64)
-            counts = tf.math.unsorted_segment_sum(bad, segment, n)
-            with tf.control_dependencies([self.nonfinite.assign_add(counts, read_value=False)]):
-                return tf.constant(True)
+        def flagged_or_not_finite():
+            # One flat copy of the gradients, for the snapshot (`cur`) and
+            # the NaN/inf count per variable.
+            parts = {i: tf.reshape(grads[i], [-1]) for i in order}
+            flat = tf.concat([parts[i] for i in order], 0) if len(order) > 1 else parts[order[0]]
 
-        ops = [
-            self.sumsq.assign(sumsq, read_value=False),
-            self.grad_count.assign(step, read_value=False),
-            tf.cond(finite, lambda: tf.constant(False), count_nonfinite),
-        ]
-        if self.watched:
+            def count_nonfinite():
+                bad = tf.cast(tf.logical_not(tf.math.is_finite(flat)), tf.float64)
+                segment = np.repeat(order, [int(np.prod(grads[i].shape)) for i in order])
+                counts = tf.math.unsorted_segment_sum(bad, segment, n)
+                with tf.control_dependencies([self.nonfinite.assign_add(counts, read_value=False)]):
+                    return tf.constant(True)
 
             def snapshot():
-                parts = [
-                    tf.reshape(grads[i], [-1]) if i in grads else tf.zeros([size])
-                    for i, size in zip(self.watched, self.cur_sizes)
-                ]
-                copies = [
-                    self.cur.assign(tf.concat(parts, 0) if len(parts) > 1 else parts[0], read_value=False),
-                    self.gsnap_count.assign(step, read_value=False),
-                ]
+                cur = flat
+                if self.watched != order:
+                    pieces = [
+                        parts[i] if i in parts else tf.zeros([size])
+                        for i, size in zip(self.watched, self.cur_sizes)
+                    ]
+                    cur = tf.concat(pieces, 0) if len(pieces) > 1 else pieces[0]
+                copies = [self.cur.assign(cur, read_value=False), self.gsnap_count.assign(step, read_value=False)]
                 with tf.control_dependencies(copies):
                     return tf.constant(True)
 
-            ops.append(tf.cond(flag, snapshot, lambda: tf.constant(False)))
-        return ops
+            ops = [tf.cond(finite, lambda: tf.constant(False), count_nonfinite)]
+            if self.watched:
+                ops.append(tf.cond(flag, snapshot, lambda: tf.constant(False)))
+            with tf.control_dependencies(ops):
+                return tf.constant(True)
+
+        return [
+            self.sumsq.assign(sumsq, read_value=False),
+            self.grad_count.assign(step, read_value=False),
+            tf.cond(tf.logical_or(flag, tf.logical_not(finite)), flagged_or_not_finite, lambda: tf.constant(False)),
+        ]
 
     def on_site(self, layer, x, y, deferred):
         """One call of an activation site (replica context). A call in the
@@ -342,66 +361,85 @@ class State:
         calls = getattr(self._local, "calls", None)
         if deferred and calls is not None:
             calls.append((k, x, y32, axes))
-            return
-        fired, saturated = self._figures(k, x, y32, axes, fast=False)
-        total = int(self.fired.shape[0])
-        start, size = int(self.offsets[k]), self.sizes[k]
-        if fired is not None:
-            self.fired.assign_add(tf.pad(fired, [[start, total - start - size]]))
-        row = self._row(saturated, y32, tf.reduce_sum(y32), tf.nn.l2_loss(y32))
-        self.stats.assign_add(tf.scatter_nd([[k]], row[None], self.stats.shape))
-
-    def _figures(self, k, x, y, axes, fast):
-        site = self.sites[k]
-        if not site.track_dead:
-            return None, tf.constant(0.0)
-        args = (axes, self.dead_tolerance, self.saturation_tolerance)
-        if fast and site.pieces is None and site.of_output is not None:
-            fired, saturated = _fast_site_step(site, y, *args)
         else:
-            fired, saturated = _site_step(site, x, y, *args)
-        return tf.reshape(fired, [-1]), saturated
+            self._add_figures([(k, x, y32, axes)], masked_only=True)
 
-    @staticmethod
-    def _row(saturated, y32, s1, half_s2):
-        return tf.cast(
-            tf.stack([saturated, tf.cast(tf.size(y32), tf.float32), s1, 2.0 * half_s2]), tf.float64
-        )
+    def _add_figures(self, calls, masked_only=False):
+        """Adds site calls' window figures: per unit whether it fired, per
+        site `[saturated pairs, pairs, sum, sum of squares]`. Each call's
+        per-unit figures (`_unit_figures`) use float ops when every output
+        sum is finite, which proves there is no NaN or inf, else masked
+        comparisons; the thresholds and sums are applied once for every
+        call."""
+        ys = [y for _, _, y, _ in calls]
+        s1 = tf.stack([tf.reduce_sum(y) for y in ys])
+        half_s2 = tf.stack([tf.nn.l2_loss(y) for y in ys])
+        pairs = tf.cast(tf.stack([tf.size(y) for y in ys]), tf.float32)
+        sites = [self.sites[k] for k, _, _, _ in calls]
+        tracked = [c for c, site in enumerate(sites) if site.track_dead]
+        step = [c for c in tracked if site_is_step(sites[c])]
+        other = [c for c in tracked if not site_is_step(sites[c])]
+        saturated = tf.zeros([len(calls)], tf.float64)
+        if tracked:
+            sizes = [self.sizes[k] for k, _, _, _ in calls]
+            per_unit = lambda cs: np.repeat(cs, [sizes[c] for c in cs]).astype(np.int32)  # noqa: E731
+            tol = self.saturation_tolerance
+
+            def figures(fast):
+                def fn():
+                    axes = {}  # one constant per distinct reduction
+                    for c in step:
+                        axes.setdefault(tuple(calls[c][3]), tf.constant(calls[c][3], tf.int32))
+                    counts = [
+                        _step_counts(calls[c][2], axes[tuple(calls[c][3])], fast, sites[c].of_output.below == 0)
+                        for c in step
+                    ]
+                    positive = _cat([p for p, _ in counts])
+                    if fast:  # the pairs of a unit less its positive outputs
+                        rest = tf.gather(pairs / np.float32(sizes), per_unit(step)) - positive
+                    else:
+                        rest = _cat([r for _, r in counts])
+                    figs = [
+                        _unit_figures(sites[c], *calls[c][1:], tol, fast and sites[c].of_output is not None)
+                        for c in other
+                    ]
+                    peak = _cat([tf.reshape(p, [-1]) for p, _ in figs])
+                    low = _cat([tf.reshape(q, [-1]) for _, q in figs])
+                    return positive, rest, peak, low
+
+                return fn
+
+            if masked_only:
+                positive, rest, peak, low = figures(False)()
+            else:
+                finite = tf.reduce_all(tf.math.is_finite(tf.concat([s1, half_s2], 0)))
+                positive, rest, peak, low = tf.cond(finite, figures(True), figures(False))
+            below = np.repeat([sites[c].of_output.below for c in step], [sizes[c] for c in step])
+            above = np.repeat([sites[c].of_output.above for c in step], [sizes[c] for c in step])
+            step_peak, step_low = _step_figures(positive, rest, below, above, tol)
+            peak, low = tf.concat([step_peak, peak], 0), tf.concat([step_low, low], 0)
+            fired = tf.cast(peak > self.dead_tolerance, tf.float32)
+            order = step + other
+            units = np.concatenate([np.arange(sizes[c]) + self.offsets[calls[c][0]] for c in order])
+            self.fired.assign_add(
+                tf.math.unsorted_segment_sum(fired, units, int(self.fired.shape[0])), read_value=False
+            )
+            saturated = tf.math.unsorted_segment_sum(tf.cast(low, tf.float64), per_unit(order), len(calls))
+        rows = tf.stack([saturated] + [tf.cast(v, tf.float64) for v in (pairs, s1, 2.0 * half_s2)], axis=1)
+        rows = tf.math.unsorted_segment_sum(rows, [k for k, _, _, _ in calls], int(self.stats.shape[0]))
+        self.stats.assign_add(rows, read_value=False)
 
     def end_step(self):
-        """Ends a step: the figures of its site calls (float ops when every
-        output sum is finite, else masked), then, on a flagged step, the
-        snapshot (the histograms of the step's site outputs and
-        `snap_count`), then the step's count. With several replicas the
-        histogram edges span every replica's range (an all-reduce), so the
-        counts add up."""
+        """Ends a step: the window figures of its site calls
+        (`_add_figures`), then, on a flagged step, the snapshot (the
+        histograms of the step's site outputs and `snap_count`), then the
+        step's count. With several replicas the histogram edges span every
+        replica's range (an all-reduce), so the counts add up."""
         local = self._local
         calls, step, flag = local.calls, local.step, local.flag
         local.calls = local.step = None
-        sums = [(tf.reduce_sum(y), tf.nn.l2_loss(y)) for _, _, y, _ in calls]
-        finite = tf.constant(True)
-        if sums:
-            finite = tf.reduce_all(tf.math.is_finite(tf.stack([v for pair in sums for v in pair])))
-
-        def figures(fast):
-            def fn():
-                fired = [tf.zeros([n]) for n in self.sizes]
-                saturated = [tf.constant(0.0)] * len(calls)
-                for c, (k, x, y, axes) in enumerate(calls):
-                    f, saturated[c] = self._figures(k, x, y, axes, fast)
-                    if f is not None:
-                        fired[k] = fired[k] + f
-                return (tf.concat(fired, 0) if fired else tf.zeros([1])), tf.stack(saturated)
-
-            return fn
-
         if calls:
-            fired, saturated = tf.cond(finite, figures(True), figures(False))
-            rows = [tf.zeros([4], tf.float64)] * max(len(self.sites), 1)
-            for c, ((k, _, y, _), (s1, half_s2)) in enumerate(zip(calls, sums)):
-                rows[k] = rows[k] + self._row(saturated[c], y, s1, half_s2)
-            self.fired.assign_add(fired)
-            self.stats.assign_add(tf.stack(rows))
+            self._add_figures(calls)
 
         by_site = {}
         for k, _, y, _ in calls:
@@ -410,7 +448,7 @@ class State:
         flats = [tf.concat(by_site[k], 0) if len(by_site[k]) > 1 else by_site[k][0] for k in present]
         ranges = None
         if self.replicas > 1 and flats:  # an all-reduce: outside the conditional
-            ranges = [self._global_range(flat) for flat in flats]
+            ranges = self._global_ranges(flats)
 
         def snapshot():
             ops = [self.snap_count.assign(step, read_value=False)]
@@ -426,14 +464,15 @@ class State:
         with tf.control_dependencies([done]):
             self.count.assign(step)
 
-    def _global_range(self, flat):
-        """`[lo, hi]` of the finite values over every replica (replica
-        context): each replica puts its own min and max in its slot of a
-        `[2, replicas]` tensor, and a sum all-reduce gathers the slots."""
+    def _global_ranges(self, flats):
+        """`(lo [k], hi [k])` of the finite values over every replica
+        (replica context): each replica puts its own mins and maxes in its
+        slot of a `[2, k, replicas]` tensor, and one sum all-reduce gathers
+        the slots."""
         ctx = tf.distribute.get_replica_context()
-        lo, hi = _finite_min_max(flat, tf.math.is_finite(flat))
+        lo, hi = _finite_ranges(flats, [tf.math.is_finite(f) for f in flats])
         slot = tf.one_hot(ctx.replica_id_in_sync_group, self.replicas, dtype=tf.float32)
         mine = slot > 0
-        parts = tf.stack([tf.where(mine, lo, 0.0), tf.where(mine, hi, 0.0)])
+        parts = tf.stack([tf.where(mine, lo[:, None], 0.0), tf.where(mine, hi[:, None], 0.0)])
         parts = ctx.all_reduce(tf.distribute.ReduceOp.SUM, parts)
-        return _range(tf.reduce_min(parts[0]), tf.reduce_max(parts[1]))
+        return tf.reduce_min(parts[0], axis=1), tf.reduce_max(parts[1], axis=1)
