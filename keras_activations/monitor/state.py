@@ -80,10 +80,11 @@ def histograms(flats, bins, ranges=None, xla=False):
     oks = [tf.math.is_finite(f) for f in flats]
     lo, hi = ranges if ranges is not None else _finite_ranges(flats, oks)
     some = lo <= hi
-    lo, hi = tf.where(some, lo, 0.0), tf.where(some, hi, 0.0)
+    zero = tf.zeros_like(lo)
+    lo, hi = tf.where(some, lo, zero), tf.where(some, hi, zero)
     hi = tf.where(hi > lo, hi, lo + tf.maximum(tf.abs(lo), 1.0) * 1e-3)
     lohi = tf.stack([lo, hi], axis=1)
-    counts = []
+    counts, nbins = [], tf.constant(bins)
     for flat, ok, low, high, edges in zip(flats, oks, tf.unstack(lo), tf.unstack(hi), tf.unstack(lohi)):
         values = tf.where(ok, flat, low)  # non-finite: into bucket 0, then out
         if xla:  # XLA has no histogram kernel: its arithmetic, op for op
@@ -93,7 +94,7 @@ def histograms(flats, bins, ranges=None, xla=False):
             index = tf.cast(tf.minimum(scaled, bins - 1.0), tf.int32)
             counts.append(tf.math.unsorted_segment_sum(tf.ones_like(index), index, bins))
         else:
-            counts.append(tf.histogram_fixed_width(values, edges, nbins=bins))
+            counts.append(tf.histogram_fixed_width(values, edges, nbins=nbins))
     axis = tf.constant([0])
     finite = tf.stack([tf.reduce_sum(tf.cast(ok, tf.int32), axis) for ok in oks])
     bad = tf.stack([tf.size(f) for f in flats]) - finite
@@ -112,9 +113,10 @@ def _step_counts(y, axes, fast, nonnegative=False):
     if fast:
         positive = tf.sign(y) if nonnegative else tf.maximum(tf.sign(y), 0.0)
         return tf.reduce_sum(positive, axis=axes), None
+    zero = tf.zeros([], y.dtype)
     return (
-        tf.reduce_sum(tf.cast(y > 0, tf.float32), axis=axes),
-        tf.reduce_sum(tf.cast(y <= 0, tf.float32), axis=axes),
+        tf.reduce_sum(tf.cast(y > zero, tf.float32), axis=axes),
+        tf.reduce_sum(tf.cast(y <= zero, tf.float32), axis=axes),
     )
 
 
@@ -309,7 +311,8 @@ class State:
         def flagged_or_not_finite():
             # One flat copy of the gradients, for the snapshot (`cur`) and
             # the NaN/inf count per variable.
-            parts = {i: tf.reshape(grads[i], [-1]) for i in order}
+            flat_shape = tf.constant([-1])
+            parts = {i: tf.reshape(grads[i], flat_shape) for i in order}
             flat = tf.concat([parts[i] for i in order], 0) if len(order) > 1 else parts[order[0]]
 
             def count_nonfinite():
@@ -441,9 +444,9 @@ class State:
         if calls:
             self._add_figures(calls)
 
-        by_site = {}
+        by_site, flat_shape = {}, tf.constant([-1])
         for k, _, y, _ in calls:
-            by_site.setdefault(k, []).append(tf.reshape(y, [-1]))
+            by_site.setdefault(k, []).append(tf.reshape(y, flat_shape))
         present = sorted(by_site)
         flats = [tf.concat(by_site[k], 0) if len(by_site[k]) > 1 else by_site[k][0] for k in present]
         ranges = None
