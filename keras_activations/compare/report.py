@@ -53,6 +53,7 @@ def result_row(result, target_accuracy):
         "dead_fraction": summary["dead_fraction"],
         "activation_mean": summary["activation_mean"],
         "gradient_cosine": summary["gradient_cosine"],
+        "inactive_fraction": summary["inactive_fraction"],
         "saturation": summary["saturation"],
         "seconds_per_epoch": result.seconds_per_epoch(),
         "history": result.history,

@@ -312,11 +312,13 @@ _HIDDEN = re.compile(r"^(dense|conv|act)_(\d+)$")
 
 # Per-layer monitor fields, and which hidden layer of a pair reports them:
 # the Dense/Conv2D layer has the weights (gradients), the activation layer
-# the units (dead fraction, saturation, activation statistics).
+# the units (dead fraction, inactive fraction or saturation, activation
+# statistics).
 FIELDS = (
     "gradient_norm",
     "gradient_cosine",
     "dead_fraction",
+    "inactive_fraction",
     "saturation",
     "activation_mean",
     "activation_std",
@@ -387,8 +389,9 @@ def summarize_monitor(monitor_history, index_of=None):
           on their way to the input; well above 1: they explode).
         - `dead_fraction`: mean dead fraction over records and hidden layers
           (None when the monitor reports none, e.g. for sigmoid).
-        - `activation_mean`, `gradient_cosine`, `saturation`: likewise means
-          over records and hidden layers.
+        - `activation_mean`, `gradient_cosine`, `inactive_fraction` (the
+          rectifiers' off pairs), `saturation` (sigmoid, tanh, the ELU
+          family): likewise means over records and hidden layers.
         - `by_depth`: a list of dicts, one per hidden layer in depth order,
           with `depth` and the mean over records of each of `FIELDS`
           (None where not reported).
@@ -431,6 +434,7 @@ def summarize_monitor(monitor_history, index_of=None):
         "dead_fraction": overall("dead_fraction"),
         "activation_mean": overall("activation_mean"),
         "gradient_cosine": overall("gradient_cosine"),
+        "inactive_fraction": overall("inactive_fraction"),
         "saturation": overall("saturation"),
         "by_depth": by_depth,
     }

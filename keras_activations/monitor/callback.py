@@ -47,8 +47,12 @@ class GradientMonitor(keras.callbacks.Callback):
     - per activation site: dead units over the window (units whose
       derivative's absolute value was <= `dead_tolerance` for every example)
       [`dead_units/<layer>`, `dead_fraction/<layer>`], the share of
-      unit-example pairs with |derivative| < `saturation_tolerance`
-      [`saturation/<layer>`], the mean and standard deviation of the outputs
+      unit-example pairs with |derivative| < `saturation_tolerance`: the
+      `inactive_fraction` of a rectifier (ReLU, leaky, PReLU, abs: its
+      derivative is a step, the pairs are switched off)
+      [`inactive_fraction/<layer>`], the `saturation` of an activation
+      whose derivative tends to 0 (sigmoid, tanh, softplus, the ELU family)
+      [`saturation/<layer>`]; the mean and standard deviation of the outputs
       over the window [`activation_mean/<layer>`, `activation_std/<layer>`]
       and a histogram of the outputs of the window's last step
       [`activations/<layer>`];
@@ -66,8 +70,9 @@ class GradientMonitor(keras.callbacks.Callback):
         bins: Number of histogram buckets. Defaults to `30`.
         dead_tolerance: A unit is dead in a window when its activation's
             derivative was <= this for every example. Defaults to `0.0`.
-        saturation_tolerance: A unit-example pair is saturated when the
-            derivative is below this. Defaults to `1e-3`.
+        saturation_tolerance: A unit-example pair is saturated (a
+            rectifier's: inactive) when the derivative's absolute value is
+            below this. Defaults to `1e-3`.
         layers: `None` to watch every layer with trainable weights and every
             activation site, or a list of layer names or layer objects.
             Defaults to `None`.

@@ -14,6 +14,7 @@ LAYER_SCALARS = (
     "gradient_cosine",
     "dead_units",
     "dead_fraction",
+    "inactive_fraction",
     "saturation",
     "activation_mean",
     "activation_std",
@@ -72,8 +73,12 @@ def _cosine(dot, prev_sq, cur_sq):
 
 
 def _site_figures(site, fired, stats):
-    """`units, dead_units, dead_fraction, saturation, activation_mean,
-    activation_std` of a site over a window."""
+    """`units, dead_units, dead_fraction, activation_mean, activation_std`
+    of a site over a window, and the share of unit-example pairs whose
+    `|f'|` was below the tolerance: the `saturation` of an activation whose
+    derivative tends to 0 (`site.saturates`: sigmoid, tanh, the ELU
+    family), else (rectifiers, whose derivative is a step) the
+    `inactive_fraction`."""
     units = int(site.units * (site.pieces or 1))
     saturated, pairs, s1, s2 = (float(v) for v in stats)
     out = {"units": units}
@@ -87,7 +92,7 @@ def _site_figures(site, fired, stats):
         with np.errstate(invalid="ignore"):
             out["activation_std"] = float(np.sqrt(max(s2 / pairs - mean * mean, 0.0)))
         if site.track_dead and site.pieces is None:
-            out["saturation"] = saturated / pairs
+            out["saturation" if site.saturates else "inactive_fraction"] = saturated / pairs
     return out
 
 
@@ -162,6 +167,7 @@ class Layout:
                 "units": None,
                 "dead_units": None,
                 "dead_fraction": None,
+                "inactive_fraction": None,
                 "saturation": None,
                 "activation_mean": None,
                 "activation_std": None,
