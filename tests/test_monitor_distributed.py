@@ -45,7 +45,7 @@ _COMMON = textwrap.dedent(
                 h = l["activation_histogram"]
                 item["layers"][n] = [l["dead_units"], l["saturation"], l["activation_mean"], l["activation_std"],
                                      l["gradient_cosine"], None if h is None else h["counts"].tolist(),
-                                     l["inactive_fraction"]]
+                                     l["inactive_fraction"], l["update_ratio"], l["weight_norm"]]
             out.append(item)
         return out
     """
@@ -143,7 +143,7 @@ def test_mirrored_strategy_records_equal_single_device():
         for name in ("h0", "h1"):
             ms, ss = m["layers"][name], s["layers"][name]
             assert ms[0] == ss[0]  # dead units
-            for i in (1, 2, 3, 4, 6):
+            for i in (1, 2, 3, 4, 6, 7, 8):
                 _close(ms[i], ss[i], 1e-4)
             assert sum(ms[5]) == sum(ss[5]) == 16 * 8  # histogram of the last batch, all replicas
             assert sum(abs(a - b) for a, b in zip(ms[5], ss[5])) <= 2

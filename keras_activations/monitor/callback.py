@@ -44,6 +44,11 @@ class GradientMonitor(keras.callbacks.Callback):
       [`nonfinite_gradients/...`]; they are left out of the histograms;
     - the cosine between this record's gradient of a layer and the previous
       record's [`gradient_cosine/<layer>`];
+    - the update ratio `||Δθ|| / ||θ||` of each watched variable and layer:
+      the change the window's last step made to the weights (everything
+      the optimizer did: momentum, Adam's scaling, weight decay, after the
+      loss scale is taken out) over their norm after it
+      [`update_ratio/...`], and that norm [`weight_norm/...`];
     - per activation site: dead units over the window (units whose
       derivative's absolute value was <= `dead_tolerance` for every example)
       [`dead_units/<layer>`, `dead_fraction/<layer>`], the share of

@@ -49,7 +49,12 @@ def scalars(record):
     out = []
     if record["global_norm"] is not None:
         out.append(("gradient_norm/global", record["global_norm"]))
-    for key, figure in (("gradient_norm", "norm"), ("nonfinite_gradients", "nonfinite")):
+    for key, figure in (
+        ("gradient_norm", "norm"),
+        ("nonfinite_gradients", "nonfinite"),
+        ("update_ratio", "update_ratio"),
+        ("weight_norm", "weight_norm"),
+    ):
         for path, entry in record["variables"].items():
             if entry[figure] is not None:
                 out.append((f"{key}/{path}", entry[figure]))
