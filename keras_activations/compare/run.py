@@ -83,6 +83,8 @@ class RunResult:
         learning_rate: Its initial learning rate (None for a schedule).
         error: Why the run failed (e.g. a NaN loss), or None.
         monitor_rows: `GradientMonitor.to_rows()` (flat, JSON-able).
+        diagnosis: `GradientMonitor.diagnose()`'s findings as JSON-able
+            dicts (`Finding.to_dict`, non-finite figures as None).
     """
 
     activation: str
@@ -99,6 +101,7 @@ class RunResult:
     learning_rate: float = None
     error: str = None
     monitor_rows: list = dataclasses.field(default_factory=list)
+    diagnosis: list = dataclasses.field(default_factory=list)
 
     def final(self, metric):
         """Last value of a Keras metric, e.g. `final("val_accuracy")`."""
@@ -275,9 +278,10 @@ def train_one(
     except (TypeError, ValueError):
         rate = None
     monitor_history = list(monitor.history) if monitor is not None else []
-    rows = []
+    rows, findings = [], []
     if monitor is not None:
         rows = monitor.to_rows() if hasattr(monitor, "to_rows") else []
+        findings = [f.to_dict() for f in monitor.diagnose()] if hasattr(monitor, "diagnose") else []
     return RunResult(
         activation=choice.label,
         initializer="kept" if (config.keep_init and not isinstance(source, sources.BuiltinSource))
@@ -294,7 +298,22 @@ def train_one(
         learning_rate=rate,
         error=error,
         monitor_rows=[_plain(r) for r in rows],
+        diagnosis=[_json_safe(f) for f in findings],
     )
+
+
+def _json_safe(value):
+    """`value` with NumPy scalars as Python's and non-finite floats as None,
+    in nested dicts and lists."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _plain(row):
