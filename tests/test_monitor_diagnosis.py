@@ -174,7 +174,7 @@ def test_findings_are_warned_written_and_tabled_when_they_begin_and_end(tmp_path
     # A finding begins after `records` records and ends at the first without it.
     records = [_record(1, {"h": {"dead_fraction": 0.5}}), _record(2, {"h": {"dead_fraction": 0.5}}),
                _record(3, {"h": {"dead_fraction": 0.5}}), _record(4, {"h": {"dead_fraction": 0.0}})]
-    tracker = diagnosis.Diagnosis(diagnosis.thresholds())
+    tracker = diagnosis.Diagnosis(diagnosis.resolve_thresholds())
     events = [[(f.kind, f.layer, e) for f, e in tracker.update(r)] for r in records]
     assert events == [[], [("dying_units", "h", "began")], [], [("dying_units", "h", "ended")]]
     (finding,) = tracker.findings
@@ -209,7 +209,7 @@ def _record(step, layers, global_norm=1.0, variables=None, steps=1):
 
 
 def _run(history, **overrides):
-    tracker = diagnosis.Diagnosis(diagnosis.thresholds(overrides or None))
+    tracker = diagnosis.Diagnosis(diagnosis.resolve_thresholds(overrides or None))
     for r in history:
         tracker.update(r)
     return [(f.kind, f.layer, f.first_step, f.last_step) for f in tracker.findings]

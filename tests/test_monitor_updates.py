@@ -147,3 +147,21 @@ def test_update_ratio_and_weight_norm_are_scalars_and_columns():
     row = [r for r in monitor.to_rows() if r["layer"] == "h0"][-1]
     assert row["update_ratio"] == record["layers"]["h0"]["update_ratio"]
     assert row["weight_norm"] == record["layers"]["h0"]["weight_norm"]
+
+
+def test_update_ratio_with_several_steps_per_execution():
+    # Three steps per call of the train function, one record per epoch: the
+    # ratio is of the epoch's last step, as a step-by-step fit measures it.
+    model = _model(keras.optimizers.SGD(0.1, momentum=0.9))
+    model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9), loss="mse", steps_per_execution=3)
+    monitor = GradientMonitor(dead_warning_threshold=None)
+    x, y = _data()
+    model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0, callbacks=[monitor])
+    reference, weights = _model(keras.optimizers.SGD(0.1, momentum=0.9)), _Weights()
+    _fit(reference, GradientMonitor(dead_warning_threshold=None), weights, epochs=2)
+    assert [r["step"] for r in monitor.history] == [3, 6]
+    for record in monitor.history:
+        k = record["step"] - 1
+        ratio, norm = _expected(weights.before[k], weights.after[k], _paths(reference.layers[0]))
+        assert record["layers"]["h0"]["update_ratio"] == pytest.approx(ratio, rel=1e-4)
+        assert record["layers"]["h0"]["weight_norm"] == pytest.approx(norm, rel=1e-5)

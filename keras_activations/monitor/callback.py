@@ -202,7 +202,7 @@ class GradientMonitor(keras.callbacks.Callback):
         self.dead_warning_threshold = dead_warning_threshold
         self.write_images = bool(write_images)
         self.diagnosis_thresholds = diagnosis_thresholds
-        self._thresholds = diagnosis_lib.thresholds(diagnosis_thresholds, dead_warning_threshold)
+        self._thresholds = diagnosis_lib.resolve_thresholds(diagnosis_thresholds, dead_warning_threshold)
         self._diagnosis = diagnosis_lib.Diagnosis(self._thresholds)
         self._records = []
         self._state = None  # `state.State`, kept across fits of one model

@@ -33,6 +33,7 @@ Kinds (`KINDS`), with the figures they read:
 import dataclasses
 import math
 import numbers
+from typing import List
 from typing import Optional
 
 DESCRIPTION = (
@@ -63,7 +64,7 @@ THRESHOLDS = {
 }
 
 
-def thresholds(overrides=None, dead_fraction=0.1):
+def resolve_thresholds(overrides: Optional[dict] = None, dead_fraction: Optional[float] = 0.1) -> dict:
     """The thresholds: `THRESHOLDS`' defaults, `dead_fraction` (the
     monitor's `dead_warning_threshold`), then `overrides`.
 
@@ -323,11 +324,11 @@ class Diagnosis:
     """Findings of a run, updated one record at a time.
 
     Args:
-        thresholds: The dict of `thresholds()`.
+        thresholds: The dict of `resolve_thresholds()`.
 
     Example:
 
-    >>> tracker = Diagnosis(thresholds())
+    >>> tracker = Diagnosis(resolve_thresholds())
     >>> for record in monitor.history:
     ...     for finding, event in tracker.update(record):
     ...         print(finding.describe(event))
@@ -374,18 +375,23 @@ class Diagnosis:
         return [(run["finding"], "began")]
 
 
-def diagnose(history, thresholds):
+def diagnose(history: list, thresholds: Optional[dict] = None) -> List[Finding]:
     """The findings of a list of records (`GradientMonitor.history`), in
     the order they began.
 
     Args:
         history: Records, oldest first.
-        thresholds: The dict of `thresholds()`.
+        thresholds: The dict of `resolve_thresholds()`; `None` for the defaults.
 
     Returns:
         A list of `Finding`.
+
+    Example:
+
+    >>> diagnose(monitor.history)
+    [Finding(kind='dying_units', layer='dense_2', first_step=1, last_step=None, ...)]
     """
-    tracker = Diagnosis(thresholds)
+    tracker = Diagnosis(thresholds if thresholds is not None else resolve_thresholds())
     for record in history:
         tracker.update(record)
     return list(tracker.findings)
