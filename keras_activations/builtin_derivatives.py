@@ -39,12 +39,20 @@ class Derivative(NamedTuple):
             or `None`. `GradientMonitor` prefers it: a site read only
             through its output lets Grappler keep the activation fused into
             the layer's matrix product, and keeps no pre-activation alive.
+        saturates: `True` when `f'` tends to 0 without being 0 on a region
+            (`f` approaches an asymptote: sigmoid, tanh, softplus, the ELU
+            family): `GradientMonitor` calls the share of pairs with a tiny
+            `|f'|` `saturation`. `False` when `f'` is a step or otherwise
+            piecewise, with flat pieces (the rectifier family, hard
+            sigmoid/tanh): such pairs are switched off, and the share is the
+            `inactive_fraction`.
     """
 
     name: str
     fn: Callable[[tf.Tensor], tf.Tensor]
     can_die: bool
     of_output: Optional[Callable[[tf.Tensor], tf.Tensor]] = None
+    saturates: bool = False
 
 
 def _ones(x):
@@ -229,32 +237,33 @@ def squareplus(x, b=4):
     return 0.5 * (1 + x / tf.sqrt(x * x + b))
 
 
-# name -> (derivative, can_die). `can_die` is about the default parameters.
+# name -> (derivative, can_die, saturates). `can_die` is about the default
+# parameters; `saturates` see `Derivative`.
 _BUILTINS = {
-    "relu": (relu, True),
-    "leaky_relu": (leaky_relu, False),
-    "relu6": (relu6, True),
-    "elu": (elu, False),
-    "selu": (selu, False),
-    "celu": (celu, False),
-    "sigmoid": (sigmoid, False),
-    "tanh": (tanh, False),
-    "softplus": (softplus, False),
-    "softsign": (softsign, False),
-    "silu": (silu, False),
-    "swish": (silu, False),
-    "gelu": (gelu, False),
-    "hard_sigmoid": (hard_sigmoid, True),
-    "hard_silu": (hard_silu, True),
-    "hard_swish": (hard_silu, True),
-    "hard_tanh": (hard_tanh, True),
-    "log_sigmoid": (log_sigmoid, False),
-    "linear": (_ones, False),
-    "exponential": (exponential, False),
-    "mish": (mish, False),
-    "tanh_shrink": (tanh_shrink, True),
-    "sparse_plus": (sparse_plus, True),
-    "squareplus": (squareplus, False),
+    "relu": (relu, True, False),
+    "leaky_relu": (leaky_relu, False, False),
+    "relu6": (relu6, True, False),
+    "elu": (elu, False, True),
+    "selu": (selu, False, True),
+    "celu": (celu, False, True),
+    "sigmoid": (sigmoid, False, True),
+    "tanh": (tanh, False, True),
+    "softplus": (softplus, False, True),
+    "softsign": (softsign, False, True),
+    "silu": (silu, False, True),
+    "swish": (silu, False, True),
+    "gelu": (gelu, False, True),
+    "hard_sigmoid": (hard_sigmoid, True, False),
+    "hard_silu": (hard_silu, True, False),
+    "hard_swish": (hard_silu, True, False),
+    "hard_tanh": (hard_tanh, True, False),
+    "log_sigmoid": (log_sigmoid, False, True),
+    "linear": (_ones, False, False),
+    "exponential": (exponential, False, True),
+    "mish": (mish, False, True),
+    "tanh_shrink": (tanh_shrink, True, False),
+    "sparse_plus": (sparse_plus, True, False),
+    "squareplus": (squareplus, False, True),
 }
 
 # name -> derivative as a function of the output, where it is the same function.
@@ -343,7 +352,7 @@ def resolve_function(fn) -> Optional[Derivative]:
     spec = _core_spec(fn)
     if spec is not None:
         return Derivative(
-            spec.name, lambda x: spec.derivative(x), bool(spec.can_die)
+            spec.name, lambda x: spec.derivative(x), bool(spec.can_die), saturates=bool(spec.saturates)
         )
     if isinstance(fn, str):
         name = fn
@@ -356,8 +365,8 @@ def resolve_function(fn) -> Optional[Derivative]:
             name = None
     if name is None or name not in _BUILTINS:
         return None
-    derivative, can_die = _BUILTINS[name]
-    return Derivative(name, derivative, can_die, _OF_OUTPUT.get(name))
+    derivative, can_die, saturates = _BUILTINS[name]
+    return Derivative(name, derivative, can_die, _OF_OUTPUT.get(name), saturates)
 
 
 def resolve_layer(layer) -> Optional[Derivative]:
@@ -380,7 +389,8 @@ def resolve_layer(layer) -> Optional[Derivative]:
     ):
         spec = getattr(layer, "spec", None)
         can_die = bool(getattr(spec, "can_die", True))
-        return Derivative(type(layer).__name__, layer.derivative, can_die)
+        saturates = bool(getattr(spec, "saturates", False))
+        return Derivative(type(layer).__name__, layer.derivative, can_die, saturates=saturates)
     if isinstance(layer, layers.ReLU):
         slope = float(layer.negative_slope)
         max_value = layer.max_value
@@ -404,7 +414,7 @@ def resolve_layer(layer) -> Optional[Derivative]:
         )
     if isinstance(layer, layers.ELU):
         alpha = float(layer.alpha)
-        return Derivative("elu", lambda x: elu(x, alpha), alpha == 0.0, _elu_of_output(alpha))
+        return Derivative("elu", lambda x: elu(x, alpha), alpha == 0.0, _elu_of_output(alpha), alpha != 0.0)
     if isinstance(layer, layers.PReLU):
 
         def prelu(x):

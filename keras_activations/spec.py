@@ -33,6 +33,10 @@ class ActivationSpec:
         layer: the name of the Keras layer class that wraps it.
         can_die: True when f' is exactly 0 on a half-line with the default parameters (a unit can
             die, like a ReLU unit); False when f' never vanishes on a half-line (units saturate at most).
+        saturates: True when f' tends to 0 without being 0 on a region (f approaches an asymptote:
+            the ELU family); False when f' is a step (the rectifier family). `GradientMonitor` names
+            the share of unit-example pairs whose |f'| is below its tolerance after it: `saturation`
+            when True, `inactive_fraction` (the pairs are switched off) when False.
         saves: which tensor the backward pass keeps: "output", "input", or a description.
         reference: where the activation comes from.
         elementwise: False for activations that mix features (maxout), whose `derivative` is the
@@ -49,6 +53,7 @@ class ActivationSpec:
     builtin: str
     layer: str
     can_die: bool
+    saturates: bool
     saves: str
     reference: str
     elementwise: bool = True

@@ -2,6 +2,7 @@
 GradientMonitor uses to find dead and saturated units) against TensorFlow's
 own autodiff, and their output forms against their input forms."""
 
+import functools
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -159,3 +160,35 @@ def test_step_form_figures_equal_the_generic_figures(slope, saturation_tolerance
     assert fast[1] == np.sum(d[~np.isnan(x)] < saturation_tolerance)
     np.testing.assert_array_equal(fast[0], np.any(np.where(np.isnan(x), 0, d) > 0, axis=0))
 
+
+
+def _tends_to_zero(derivative):
+    """Whether |f'| tends to 0 without being 0 on a region, read from the
+    derivative (float64): on some side, non-zero at 10 and at least halved
+    at 100; never exactly 0 at the sample points (|x| <= 10: no underflow)."""
+    ten, hundred = (np.abs(derivative(tf.constant([-t, t], tf.float64)).numpy()) for t in (10.0, 100.0))
+    near = derivative(tf.constant(POINTS[np.abs(POINTS) <= 10], tf.float64)).numpy()
+    return bool(np.any((ten > 0) & (hundred < ten / 2)) and np.all(near != 0))
+
+
+@pytest.mark.parametrize("name", bd.SUPPORTED_ACTIVATIONS)
+def test_saturates_says_whether_the_derivative_tends_to_zero(name):
+    # `saturates` names the share of tiny derivatives: `saturation` for
+    # sigmoid, tanh, the ELU family...; `inactive_fraction` for rectifiers.
+    resolved = bd.resolve_function(name)
+    assert resolved.saturates == _tends_to_zero(resolved.fn), name
+
+
+def test_saturates_of_this_packages_activations_and_keras_layers():
+    from keras_activations.activations import registry
+
+    params = {"prelu": {"alpha": 0.25}, "pelu": {}, "rrelu": {}}
+    for spec in registry.specs():
+        if spec.elementwise:
+            derivative = functools.partial(spec.derivative, **params.get(spec.name, {}))
+            assert spec.saturates == _tends_to_zero(derivative), spec.name
+    assert not bd.resolve_layer(keras.layers.ReLU()).saturates
+    assert not bd.resolve_layer(keras.layers.PReLU()).saturates
+    assert not bd.resolve_layer(keras.layers.LeakyReLU()).saturates
+    assert bd.resolve_layer(keras.layers.ELU()).saturates
+    assert not bd.resolve_layer(keras.layers.ELU(alpha=0.0)).saturates  # a ReLU

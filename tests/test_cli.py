@@ -344,7 +344,11 @@ def test_api_result_table_best_histories_paths(api_runs):
     assert [e["depth"] for e in rows["elu"]["by_depth"]] == [0, 1, 2]
     assert rows["elu"]["monitor"] and {"layer", "gradient_norm"} <= set(rows["elu"]["monitor"][0])
     assert result.monitor_histories["elu"][0]["layers"]
-    assert rows["elu"]["diagnosis"] is None
+    # GradientMonitor's findings, JSON-able (a list; empty for a healthy run).
+    assert isinstance(rows["elu"]["diagnosis"], list)
+    assert all({"kind", "layer", "first_step", "last_step", "evidence", "message"} == set(f)
+               for f in rows["elu"]["diagnosis"])
+    assert "## Diagnosis" in md
     model = keras.models.load_model(root / "a" / "best_model.keras")
     assert model.name == f"small_{result.best}"
 

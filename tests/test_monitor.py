@@ -514,8 +514,10 @@ def test_negative_derivative_is_alive_and_not_saturated():
     monitor = GradientMonitor(dead_tolerance=0.5, dead_warning_threshold=None)
     _fit(model, x, y, monitor)
     layers = monitor.history[-1]["layers"]
-    assert layers["abs"]["dead_units"] == 0 and layers["abs"]["saturation"] == 0.0
-    assert layers["leaky0"]["dead_units"] == 5 and layers["leaky0"]["saturation"] == 1.0
+    # Rectifiers: the off pairs are inactive, not saturated.
+    assert layers["abs"]["dead_units"] == 0 and layers["abs"]["inactive_fraction"] == 0.0
+    assert layers["leaky0"]["dead_units"] == 5 and layers["leaky0"]["inactive_fraction"] == 1.0
+    assert layers["abs"]["saturation"] is None and layers["leaky0"]["saturation"] is None
 
 
 def test_depth_profile_pixels():
@@ -628,7 +630,7 @@ def test_nan_activations_neither_fire_nor_saturate():
     _fit(model, x, np.zeros((8, 1), "float32"), monitor)
     layer = monitor.history[0]["layers"]["h"]
     assert layer["dead_units"] == 0
-    assert layer["saturation"] == 0.0
+    assert layer["inactive_fraction"] == 0.0
     assert layer["activation_histogram"]["counts"].sum() == 7 * 3
 
 
@@ -652,7 +654,7 @@ def test_nan_in_a_layers_second_call_hides_no_fired_unit():
     _fit(model, [xa, xb], np.zeros((8, 1), "float32"), monitor)
     layer = monitor.history[0]["layers"]["shared"]
     assert layer["dead_units"] == 0
-    assert layer["saturation"] == 0.5  # the first call's 24 of 48 pairs
+    assert layer["inactive_fraction"] == 0.5  # the first call's 24 of 48 pairs
 
 
 @pytest.mark.parametrize("activation", ["relu", "sigmoid", "softsign"])
@@ -684,5 +686,8 @@ def test_layer_called_twice_in_a_step_counts_both_calls(activation):
     out = f(pre)
     np.testing.assert_allclose(layer["activation_mean"], out.mean(), rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(layer["activation_std"], out.std(), rtol=1e-4)
-    np.testing.assert_allclose(layer["saturation"], np.mean(d(pre) < 0.2))
+    # A ReLU's tiny derivatives are its off pairs, not saturation.
+    share, other = ("inactive_fraction", "saturation") if activation == "relu" else ("saturation", "inactive_fraction")
+    np.testing.assert_allclose(layer[share], np.mean(d(pre) < 0.2))
+    assert layer[other] is None
     assert layer["dead_units"] == int(np.sum(np.all(d(pre) <= 0, axis=0)))

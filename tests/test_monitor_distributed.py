@@ -44,7 +44,8 @@ _COMMON = textwrap.dedent(
             for n, l in r["layers"].items():
                 h = l["activation_histogram"]
                 item["layers"][n] = [l["dead_units"], l["saturation"], l["activation_mean"], l["activation_std"],
-                                     l["gradient_cosine"], None if h is None else h["counts"].tolist()]
+                                     l["gradient_cosine"], None if h is None else h["counts"].tolist(),
+                                     l["inactive_fraction"], l["update_ratio"], l["weight_norm"]]
             out.append(item)
         return out
     """
@@ -105,7 +106,7 @@ _NAN = _COMMON + textwrap.dedent(
         model.fit(x, np.zeros((8, 1), "float32"), batch_size=8, shuffle=False, verbose=0,
                   callbacks=[monitor])
         layer = monitor.history[0]["layers"]["h"]
-        results[kind] = [layer["dead_units"], layer["saturation"]]
+        results[kind] = [layer["dead_units"], layer["inactive_fraction"]]
     print("RESULT" + json.dumps(results))
     """
 )
@@ -142,7 +143,7 @@ def test_mirrored_strategy_records_equal_single_device():
         for name in ("h0", "h1"):
             ms, ss = m["layers"][name], s["layers"][name]
             assert ms[0] == ss[0]  # dead units
-            for i in (1, 2, 3, 4):
+            for i in (1, 2, 3, 4, 6, 7, 8):
                 _close(ms[i], ss[i], 1e-4)
             assert sum(ms[5]) == sum(ss[5]) == 16 * 8  # histogram of the last batch, all replicas
             assert sum(abs(a - b) for a, b in zip(ms[5], ss[5])) <= 2
@@ -164,7 +165,7 @@ def test_mixed_precision_histograms_are_of_unscaled_gradients():
 
 def test_nan_example_on_one_replica_hides_no_fired_unit():
     # The NaN example's pairs are neither fired nor saturated; the second
-    # replica's 12 pairs are saturated (ReLU off), out of 24.
+    # replica's 12 pairs are inactive (ReLU off), out of 24.
     results = _run(_NAN)
     assert results["single"] == results["mirrored"] == [0, 0.5]
 
@@ -198,7 +199,7 @@ _WORKER = textwrap.dedent(
     monitor = GradientMonitor(log_dir=sys.argv[1], update_freq=2, dead_warning_threshold=None)
     model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0, callbacks=[monitor])
     out = [[r["step"], r["global_norm"],
-            {n: [l["dead_units"], l["saturation"], l["activation_mean"], l["gradient_norm"]]
+            {n: [l["dead_units"], l["saturation"], l["inactive_fraction"], l["activation_mean"], l["gradient_norm"]]
              for n, l in r["layers"].items()},
             {p: v["histogram"]["counts"].tolist() for p, v in r["variables"].items()}]
            for r in monitor.history]

@@ -56,8 +56,12 @@ def test_event_files_hold_every_histogram_and_equal_history(tmp_path):
             np.testing.assert_allclose(rows[:, 0], hist["edges"][:-1])
             norm = tf.make_ndarray(acc.Tensors(f"gradient_norm/{v.path}")[steps.index(record["step"])].tensor_proto)
             np.testing.assert_allclose(norm, record["variables"][v.path]["norm"], rtol=1e-6)
+    # h0 is a ReLU (an inactive fraction), h1 a sigmoid (a saturation).
+    assert "inactive_fraction/h0" in tags and "saturation/h0" not in tags
+    assert "saturation/h1" in tags and "inactive_fraction/h1" not in tags
+    shares = {"h0": "inactive_fraction", "h1": "saturation"}
     for name in ("h0", "h1"):
-        for key in ("dead_units", "dead_fraction", "saturation", "activation_mean", "activation_std", "gradient_norm"):
+        for key in ("dead_units", "dead_fraction", shares[name], "activation_mean", "activation_std", "gradient_norm"):
             events = acc.Tensors(f"{key}/{name}")
             assert [e.step for e in events] == steps
             written = [float(tf.make_ndarray(e.tensor_proto)) for e in events]

@@ -223,7 +223,7 @@ def _summary(monitor):
     out = []
     for r in monitor.history:
         layers = {
-            n: (l["dead_units"], l["saturation"], l["activation_mean"], l["gradient_norm"],
+            n: (l["dead_units"], (l["saturation"], l["inactive_fraction"]), l["activation_mean"], l["gradient_norm"],
                 None if l["activation_histogram"] is None else l["activation_histogram"]["counts"].tolist())
             for n, l in r["layers"].items()
         }

@@ -182,7 +182,7 @@ register(ActivationSpec(
     derivative_formula="1 if x > 0 else alpha * exp(x)  (= y + alpha)",
     parameters="alpha=1.0 (>= 0)",
     derivative=_elu_family_derivative(1.0, 1.0, "elu"),
-    grad_at_zero="right", builtin="tf.nn.elu", layer="ELU", can_die=False, saves="output",
+    grad_at_zero="right", builtin="tf.nn.elu", layer="ELU", can_die=False, saturates=True, saves="output",
     reference="Clevert et al. 2015, arXiv:1511.07289",
 ))
 register(ActivationSpec(
@@ -191,7 +191,7 @@ register(ActivationSpec(
     derivative_formula="scale if x > 0 else scale * alpha * exp(x)  (= y + scale * alpha)",
     parameters="alpha=1.6732632423543772, scale=1.0507009873554805 (fixed)",
     derivative=_selu_derivative,
-    grad_at_zero="right", builtin="tf.nn.selu", layer="SELU", can_die=False, saves="output",
+    grad_at_zero="right", builtin="tf.nn.selu", layer="SELU", can_die=False, saturates=True, saves="output",
     reference="Klambauer et al. 2017, arXiv:1706.02515",
 ))
 register(ActivationSpec(
@@ -200,6 +200,6 @@ register(ActivationSpec(
     derivative_formula="1 if x > 0 else exp(x / alpha)  (= y / alpha + 1)",
     parameters="alpha=1.0 (> 0)",
     derivative=_celu_public_derivative,
-    grad_at_zero=None, builtin="keras.activations.celu", layer="CELU", can_die=False,
+    grad_at_zero=None, builtin="keras.activations.celu", layer="CELU", can_die=False, saturates=True,
     saves="output", reference="Barron 2017, arXiv:1704.07483",
 ))

@@ -69,6 +69,6 @@ register(ActivationSpec(
     derivative_formula="1 if x >= 0 else (1 + alpha * x^2)^(-3/2)",
     parameters="alpha=1.0 (>= 0)",
     derivative=_public_derivative,
-    grad_at_zero=None, builtin="(none)", layer="ISRLU", can_die=False, saves="output",
+    grad_at_zero=None, builtin="(none)", layer="ISRLU", can_die=False, saturates=True, saves="output",
     reference="Carlile et al. 2017, arXiv:1710.09967",
 ))

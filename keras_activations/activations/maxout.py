@@ -111,6 +111,6 @@ register(ActivationSpec(
     derivative_formula="1 for the group's (first) arg-max, else 0",
     parameters="num_units (divides the axis size), axis=-1",
     derivative=_public_derivative,
-    grad_at_zero=None, builtin="tfa.layers.Maxout", layer="Maxout", can_die=True,
+    grad_at_zero=None, builtin="tfa.layers.Maxout", layer="Maxout", can_die=True, saturates=False,
     saves="the arg-max indices", reference="Goodfellow et al. 2013, arXiv:1302.4389", elementwise=False,
 ))

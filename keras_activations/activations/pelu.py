@@ -92,6 +92,6 @@ register(ActivationSpec(
     derivative_formula="a / b if x >= 0 else (a / b) * exp(x / b)",
     parameters="a=1.0, b=1.0 (> 0; learned in the PELU layer)",
     derivative=_public_derivative,
-    grad_at_zero=None, builtin="(none)", layer="PELU", can_die=False, saves="output",
+    grad_at_zero=None, builtin="(none)", layer="PELU", can_die=False, saturates=True, saves="output",
     reference="Trottier et al. 2017, arXiv:1605.09332",
 ))

@@ -159,7 +159,7 @@ register(ActivationSpec(
     derivative_formula="1 if x > 0 else negative_slope",
     parameters="negative_slope=0.01 (any real; 0 = ReLU, -1 = |x|)",
     derivative=_leaky_derivative,
-    grad_at_zero="left", builtin="tf.nn.leaky_relu", layer="LeakyReLU", can_die=False,
+    grad_at_zero="left", builtin="tf.nn.leaky_relu", layer="LeakyReLU", can_die=False, saturates=False,
     saves="output (slope > 0), else input", reference="Maas et al. 2013",
 ))
 register(ActivationSpec(
@@ -168,7 +168,7 @@ register(ActivationSpec(
     derivative_formula="1 if x > 0 else -1",
     parameters="(none)",
     derivative=_abs_derivative,
-    grad_at_zero=0.0, builtin="tf.abs", layer="AbsRectifier", can_die=False, saves="input",
+    grad_at_zero=0.0, builtin="tf.abs", layer="AbsRectifier", can_die=False, saturates=False, saves="input",
     reference="Jarrett et al. 2009",
 ))
 register(ActivationSpec(
@@ -177,6 +177,7 @@ register(ActivationSpec(
     derivative_formula="1 if x > 0 else alpha;  d/dalpha = min(0, x)",
     parameters="alpha: tensor (learned; layer init 0.25)",
     derivative=_prelu_derivative,
-    grad_at_zero=0.0, builtin="keras.layers.PReLU", layer="PReLU", can_die=False, saves="input",
+    grad_at_zero=0.0, builtin="keras.layers.PReLU", layer="PReLU", can_die=False, saturates=False,
+    saves="input",
     reference="He et al. 2015, arXiv:1502.01852",
 ))

@@ -84,6 +84,6 @@ register(ActivationSpec(
     derivative_formula="1 if x > 0 else slope",
     parameters="lower=1/8, upper=1/3 (0 <= lower <= upper)",
     derivative=_public_derivative,
-    grad_at_zero="left", builtin="torch.nn.functional.rrelu", layer="RReLU", can_die=False,
+    grad_at_zero="left", builtin="torch.nn.functional.rrelu", layer="RReLU", can_die=False, saturates=False,
     saves="the derivative (training), as leaky_relu otherwise", reference="Xu et al. 2015, arXiv:1505.00853",
 ))

@@ -310,7 +310,8 @@ def _report(config, data, model_info, choices, rows, best_by, out_dir, tb_root):
         "best_by": best_by,
         "best": None,
         "partial": False,
-        "diagnosis": "GradientMonitor has no diagnosis yet; each run's `diagnosis` is None.",
+        "diagnosis": "Each run's `diagnosis` lists GradientMonitor's findings (kind, layer, first_step, "
+                     "last_step, evidence, message); empty: none.",
         "files": files,
     }
 

@@ -53,6 +53,7 @@ def result_row(result, target_accuracy):
         "dead_fraction": summary["dead_fraction"],
         "activation_mean": summary["activation_mean"],
         "gradient_cosine": summary["gradient_cosine"],
+        "inactive_fraction": summary["inactive_fraction"],
         "saturation": summary["saturation"],
         "seconds_per_epoch": result.seconds_per_epoch(),
         "history": result.history,
@@ -62,7 +63,7 @@ def result_row(result, target_accuracy):
         "swaps": [{"layer": s["layer"], "kind": s["kind"], "original": s["original"],
                    "now": result.activation} for s in result.sites if s["swapped"]],
         "monitor": result.monitor_rows,
-        "diagnosis": None,  # GradientMonitor has no diagnosis yet
+        "diagnosis": result.diagnosis,  # GradientMonitor's findings
         "tensorboard": result.log_dir,
     })
     return row
@@ -72,7 +73,7 @@ def failed_row(activation, init, error, log_dir=None):
     """The row of a run that raised before it had results."""
     return {"activation": activation, "status": "failed", "error": error, "init": init,
             "metrics": [], "history": {}, "epoch_seconds": [], "by_depth": [], "swaps": [],
-            "sites": [], "monitor": [], "diagnosis": None, "tensorboard": log_dir,
+            "sites": [], "monitor": [], "diagnosis": [], "tensorboard": log_dir,
             "seconds_per_epoch": float("nan")}
 
 
@@ -206,6 +207,19 @@ def _model_line(config, data, model):
     return f"Model: {model['description']}"
 
 
+def diagnosis_lines(rows):
+    """Markdown lines of each run's findings (`row["diagnosis"]`), or of
+    none."""
+    lines = []
+    for row in rows:
+        for f in row.get("diagnosis") or []:
+            where = "the model" if f["layer"] is None else f"`{f['layer']}`"
+            span = f"steps {f['first_step']}-{f['last_step']}" if f["last_step"] is not None else (
+                f"from step {f['first_step']}")
+            lines.append(f"- {row['activation']}: **{f['kind']}** of {where} ({span}): {f['message']}")
+    return lines or ["None: every run was healthy by the monitor's thresholds."]
+
+
 def render_markdown(report):
     """`report.md`'s text for a report dict (as written to report.json)."""
     config = report["config"]
@@ -266,6 +280,7 @@ def render_markdown(report):
     act = depth_table(rows, "activation_mean", "{:+.3f}")
     if act:
         lines += ["", "## Mean activation by depth", "", act]
+    lines += ["", "## Diagnosis (GradientMonitor's findings)", ""] + diagnosis_lines(rows)
     files = report["files"]
     lines += ["", "## Files", ""]
     for key, path in files.items():

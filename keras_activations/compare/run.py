@@ -83,6 +83,8 @@ class RunResult:
         learning_rate: Its initial learning rate (None for a schedule).
         error: Why the run failed (e.g. a NaN loss), or None.
         monitor_rows: `GradientMonitor.to_rows()` (flat, JSON-able).
+        diagnosis: `GradientMonitor.diagnose()`'s findings as JSON-able
+            dicts (`Finding.to_dict`, non-finite figures as None).
     """
 
     activation: str
@@ -99,6 +101,7 @@ class RunResult:
     learning_rate: float = None
     error: str = None
     monitor_rows: list = dataclasses.field(default_factory=list)
+    diagnosis: list = dataclasses.field(default_factory=list)
 
     def final(self, metric):
         """Last value of a Keras metric, e.g. `final("val_accuracy")`."""
@@ -275,9 +278,10 @@ def train_one(
     except (TypeError, ValueError):
         rate = None
     monitor_history = list(monitor.history) if monitor is not None else []
-    rows = []
+    rows, findings = [], []
     if monitor is not None:
         rows = monitor.to_rows() if hasattr(monitor, "to_rows") else []
+        findings = [f.to_dict() for f in monitor.diagnose()] if hasattr(monitor, "diagnose") else []
     return RunResult(
         activation=choice.label,
         initializer="kept" if (config.keep_init and not isinstance(source, sources.BuiltinSource))
@@ -294,7 +298,22 @@ def train_one(
         learning_rate=rate,
         error=error,
         monitor_rows=[_plain(r) for r in rows],
+        diagnosis=[_json_safe(f) for f in findings],
     )
+
+
+def _json_safe(value):
+    """`value` with NumPy scalars as Python's and non-finite floats as None,
+    in nested dicts and lists."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _plain(row):
@@ -312,11 +331,13 @@ _HIDDEN = re.compile(r"^(dense|conv|act)_(\d+)$")
 
 # Per-layer monitor fields, and which hidden layer of a pair reports them:
 # the Dense/Conv2D layer has the weights (gradients), the activation layer
-# the units (dead fraction, saturation, activation statistics).
+# the units (dead fraction, inactive fraction or saturation, activation
+# statistics).
 FIELDS = (
     "gradient_norm",
     "gradient_cosine",
     "dead_fraction",
+    "inactive_fraction",
     "saturation",
     "activation_mean",
     "activation_std",
@@ -387,8 +408,9 @@ def summarize_monitor(monitor_history, index_of=None):
           on their way to the input; well above 1: they explode).
         - `dead_fraction`: mean dead fraction over records and hidden layers
           (None when the monitor reports none, e.g. for sigmoid).
-        - `activation_mean`, `gradient_cosine`, `saturation`: likewise means
-          over records and hidden layers.
+        - `activation_mean`, `gradient_cosine`, `inactive_fraction` (the
+          rectifiers' off pairs), `saturation` (sigmoid, tanh, the ELU
+          family): likewise means over records and hidden layers.
         - `by_depth`: a list of dicts, one per hidden layer in depth order,
           with `depth` and the mean over records of each of `FIELDS`
           (None where not reported).
@@ -431,6 +453,7 @@ def summarize_monitor(monitor_history, index_of=None):
         "dead_fraction": overall("dead_fraction"),
         "activation_mean": overall("activation_mean"),
         "gradient_cosine": overall("gradient_cosine"),
+        "inactive_fraction": overall("inactive_fraction"),
         "saturation": overall("saturation"),
         "by_depth": by_depth,
     }

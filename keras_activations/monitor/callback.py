@@ -3,11 +3,14 @@
 import numbers
 import os
 import warnings
+from typing import List
+from typing import Optional
 
 import keras
 import numpy as np
 
 from keras_activations.monitor import compat
+from keras_activations.monitor import diagnosis as diagnosis_lib
 from keras_activations.monitor import events
 from keras_activations.monitor import history as history_lib
 from keras_activations.monitor import hooks as hooks_lib
@@ -44,16 +47,33 @@ class GradientMonitor(keras.callbacks.Callback):
       [`nonfinite_gradients/...`]; they are left out of the histograms;
     - the cosine between this record's gradient of a layer and the previous
       record's [`gradient_cosine/<layer>`];
+    - the update ratio `||Δθ|| / ||θ||` of each watched variable and layer:
+      the change the window's last step made to the weights (everything
+      the optimizer did: momentum, Adam's scaling, weight decay, after the
+      loss scale is taken out) over their norm after it
+      [`update_ratio/...`], and that norm [`weight_norm/...`];
     - per activation site: dead units over the window (units whose
       derivative's absolute value was <= `dead_tolerance` for every example)
       [`dead_units/<layer>`, `dead_fraction/<layer>`], the share of
-      unit-example pairs with |derivative| < `saturation_tolerance`
-      [`saturation/<layer>`], the mean and standard deviation of the outputs
+      unit-example pairs with |derivative| < `saturation_tolerance`: the
+      `inactive_fraction` of a rectifier (ReLU, leaky, PReLU, abs: its
+      derivative is a step, the pairs are switched off)
+      [`inactive_fraction/<layer>`], the `saturation` of an activation
+      whose derivative tends to 0 (sigmoid, tanh, softplus, the ELU family)
+      [`saturation/<layer>`]; the mean and standard deviation of the outputs
       over the window [`activation_mean/<layer>`, `activation_std/<layer>`]
       and a histogram of the outputs of the window's last step
       [`activations/<layer>`];
     - a picture of gradient norm, dead fraction and activation mean against
       depth [`depth_profile`].
+
+    From the records the monitor also says what is wrong (`diagnose()`):
+    dying units, vanishing or exploding gradients, saturated units, update
+    ratios far from about 1e-3, and the layer and step where the gradients
+    turned NaN/inf. Each finding is reported when it begins and when it
+    ends, as a `UserWarning`, as TensorBoard text [`diagnosis`] and in
+    `table()`; a healthy run reports nothing (`monitor.diagnosis` module
+    docstring for the rules).
 
     Args:
         log_dir: Directory for TensorBoard event files, or `None` to keep
@@ -66,15 +86,29 @@ class GradientMonitor(keras.callbacks.Callback):
         bins: Number of histogram buckets. Defaults to `30`.
         dead_tolerance: A unit is dead in a window when its activation's
             derivative was <= this for every example. Defaults to `0.0`.
-        saturation_tolerance: A unit-example pair is saturated when the
-            derivative is below this. Defaults to `1e-3`.
+        saturation_tolerance: A unit-example pair is saturated (a
+            rectifier's: inactive) when the derivative's absolute value is
+            below this. Defaults to `1e-3`.
         layers: `None` to watch every layer with trainable weights and every
             activation site, or a list of layer names or layer objects.
             Defaults to `None`.
-        dead_warning_threshold: Warn once per layer when its dead fraction
-            reaches this. `None` disables the warning. Defaults to `0.1`.
+        dead_warning_threshold: The dead fraction at which a layer's units
+            are dying: the `"dying_units"` finding, once it held for
+            `diagnosis_thresholds["records"]` consecutive records. `None`
+            turns that finding off. Defaults to `0.1`.
         write_images: Whether to write the depth-profile picture with each
             record. Defaults to `True`.
+        diagnosis_thresholds: A dict overriding some of the diagnosis'
+            thresholds, or `None` for the defaults; a threshold set to
+            `None` turns its finding off. Names and defaults:
+            `records=2` (consecutive records a condition must hold before
+            it is reported; non-finite and exploding gradients are reported
+            at once), `vanishing_ratio=1e-3` (first layer's gradient norm
+            over the last's), `exploding_norm=1e3` (global gradient norm),
+            `exploding_growth=1e3` (global norm over the first record's),
+            `saturation=0.25` (share of saturated pairs), `update_ratio_high
+            =0.1` and `update_ratio_low=1e-5` (a decade beyond the usual
+            [1e-4, 1e-2]), `dead_fraction` (= `dead_warning_threshold`).
 
     Example:
 
@@ -98,6 +132,7 @@ class GradientMonitor(keras.callbacks.Callback):
         layers=None,
         dead_warning_threshold=0.1,
         write_images: bool = True,
+        diagnosis_thresholds: Optional[dict] = None,
     ):
         super().__init__()
         if log_dir is not None and not isinstance(log_dir, (str, os.PathLike)):
@@ -166,6 +201,9 @@ class GradientMonitor(keras.callbacks.Callback):
         self.layers = layers
         self.dead_warning_threshold = dead_warning_threshold
         self.write_images = bool(write_images)
+        self.diagnosis_thresholds = diagnosis_thresholds
+        self._thresholds = diagnosis_lib.resolve_thresholds(diagnosis_thresholds, dead_warning_threshold)
+        self._diagnosis = diagnosis_lib.Diagnosis(self._thresholds)
         self._records = []
         self._state = None  # `state.State`, kept across fits of one model
         self._state_key = None
@@ -189,6 +227,21 @@ class GradientMonitor(keras.callbacks.Callback):
     @history.setter
     def history(self, records):
         self._records = list(records)
+        self._diagnosis = diagnosis_lib.Diagnosis(self._thresholds)
+        for record in self._records:  # silently: they were reported
+            self._diagnosis.update(record)
+
+    def diagnose(self) -> List[diagnosis_lib.Finding]:
+        """What the records say is wrong, as a list of `Finding` (kind,
+        layer, first_step, last_step (`None` while it holds), evidence,
+        message), in the order they began; empty for a healthy run.
+
+        Example:
+
+        >>> for finding in monitor.diagnose():
+        ...     print(finding.kind, finding.layer, finding.first_step, finding.message)
+        """
+        return diagnosis_lib.diagnose(self.history, self._thresholds)
 
     def to_rows(self):
         """One flat dict per (record, layer); see `history.ROW_KEYS`."""
@@ -199,9 +252,14 @@ class GradientMonitor(keras.callbacks.Callback):
         return history_lib.to_csv(self.history, path)
 
     def table(self, last=True):
-        """The last record (or, with `last=False`, all) as a text table."""
+        """The last record (or, with `last=False`, all) as a text table,
+        followed by the diagnosis' findings, if any (`diagnose()`)."""
         records = self.history[-1:] if last else self.history
-        return history_lib.format_table(history_lib.to_rows(records))
+        table = history_lib.format_table(history_lib.to_rows(records))
+        findings = self.diagnose()
+        if findings:
+            table += "\n\nDiagnosis:\n" + diagnosis_lib.format_findings(findings)
+        return table
 
     def close(self):
         """Closes the event file and detaches the monitor from the model.
@@ -463,20 +521,18 @@ class GradientMonitor(keras.callbacks.Callback):
             if self._events is None:
                 self._events = events.EventFile(self.log_dir)
             self._events.write_record(record, image=self.write_images)
-        self._check_dead(record)
+        self._report(record)
 
-    def _check_dead(self, record):
-        if self.dead_warning_threshold is None:
-            return
-        for name, entry in record["layers"].items():
-            fraction = entry["dead_fraction"]
-            if fraction is not None and fraction >= self.dead_warning_threshold:
-                self._warn_once(
-                    ("dead", name),
-                    f"GradientMonitor: {fraction:.0%} of the units of layer "
-                    f"{name!r} are dead ({entry['dead_units']} of "
-                    f"{entry['units']}) at step {record['step']}.",
-                )
+    def _report(self, record):
+        """Reports the findings that began or ended with `record`: one
+        `UserWarning` each, and one TensorBoard text for the record."""
+        lines = []
+        for finding, event in self._diagnosis.update(record):
+            line = finding.describe(event)
+            warnings.warn(line, UserWarning, stacklevel=4)
+            lines.append(f"- **{event}**: {line[len('GradientMonitor: '):]}")
+        if lines and self._writes:
+            self._events.write_text("diagnosis", "\n".join(lines), record["step"], diagnosis_lib.DESCRIPTION)
 
     def _warn_once(self, key, message):
         if key not in self._warned:

@@ -7,7 +7,9 @@ TensorBoard's own writer computes the checksums in Python).
 
 Scalars are float32 tensors (the scalar plugin's format), histograms
 `[bins, 3]` float64 tensors of `[left edge, right edge, count]` rows (the
-histogram plugin's TF2 format) and images `[width, height, png]` strings.
+histogram plugin's TF2 format), images `[width, height, png]` strings and
+texts (the diagnosis) scalar string tensors of Markdown (the text
+plugin's).
 Plugin metadata goes only with a tag's first value in a file (all that
 TensorBoard reads).
 """
@@ -26,6 +28,7 @@ from tensorboard.compat.proto import types_pb2
 from tensorboard.plugins.histogram import metadata as histogram_metadata
 from tensorboard.plugins.image import metadata as image_metadata
 from tensorboard.plugins.scalar import metadata as scalar_metadata
+from tensorboard.plugins.text import metadata as text_metadata
 
 from keras_activations.monitor import plots
 from keras_activations.monitor.record import LAYER_SCALARS
@@ -49,7 +52,12 @@ def scalars(record):
     out = []
     if record["global_norm"] is not None:
         out.append(("gradient_norm/global", record["global_norm"]))
-    for key, figure in (("gradient_norm", "norm"), ("nonfinite_gradients", "nonfinite")):
+    for key, figure in (
+        ("gradient_norm", "norm"),
+        ("nonfinite_gradients", "nonfinite"),
+        ("update_ratio", "update_ratio"),
+        ("weight_norm", "weight_norm"),
+    ):
         for path, entry in record["variables"].items():
             if entry[figure] is not None:
                 out.append((f"{key}/{path}", entry[figure]))
@@ -193,6 +201,24 @@ class EventFile:
         self._writer.write(event.SerializeToString())
         if time.monotonic() - self._flushed >= self.flush_secs:
             self.flush()
+
+    def write_text(self, tag, text, step, description="", wall_time=None):
+        """Appends one event with a text summary (Markdown) at `step`."""
+        summary = summary_pb2.Summary()
+        value = summary.value.add(tag=tag)
+        value.tensor.dtype = types_pb2.DT_STRING
+        value.tensor.tensor_shape.CopyFrom(_shape())
+        value.tensor.string_val.append(text.encode("utf-8"))
+        if tag not in self._seen:
+            self._seen.add(tag)
+            value.metadata.CopyFrom(text_metadata.create_summary_metadata(display_name=tag, description=description))
+        event = event_pb2.Event(
+            wall_time=time.time() if wall_time is None else float(wall_time),
+            step=int(step),
+            summary=summary,
+        )
+        self._writer.write(event.SerializeToString())
+        self.flush()
 
     def flush(self):
         self._writer.flush()

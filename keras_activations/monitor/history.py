@@ -10,12 +10,13 @@ import csv
 from keras_activations.monitor.record import LAYER_SCALARS
 
 # The CSV columns: the record's per-layer scalars (`record.LAYER_SCALARS`),
-# with the layer's units after its gradient figures.
+# with the layer's units after its gradient and weight figures.
+_UNITS_AT = LAYER_SCALARS.index("dead_units")
 ROW_KEYS = (
     ("step", "epoch", "layer", "depth")
-    + LAYER_SCALARS[:2]
+    + LAYER_SCALARS[:_UNITS_AT]
     + ("units",)
-    + LAYER_SCALARS[2:]
+    + LAYER_SCALARS[_UNITS_AT:]
     + ("global_norm",)
 )
 

@@ -12,8 +12,11 @@ import numpy as np
 LAYER_SCALARS = (
     "gradient_norm",
     "gradient_cosine",
+    "update_ratio",
+    "weight_norm",
     "dead_units",
     "dead_fraction",
+    "inactive_fraction",
     "saturation",
     "activation_mean",
     "activation_std",
@@ -65,6 +68,20 @@ def _norm(sumsq):
     return float(np.sqrt(sumsq)) if np.isfinite(sumsq) else float("nan")
 
 
+def _sumsq(values):
+    """Sum of squares in float64 (elementwise, not float64 BLAS: slow on
+    some builds)."""
+    return float(np.square(values, dtype=np.float64).sum())
+
+
+def _ratio(update_sq, weight_sq):
+    """`||update|| / ||weights||`: NaN when either is not finite, `None`
+    when the weights are all 0."""
+    if not (np.isfinite(update_sq) and np.isfinite(weight_sq)):
+        return float("nan")
+    return float(np.sqrt(update_sq / weight_sq)) if weight_sq > 0 else None
+
+
 def _cosine(dot, prev_sq, cur_sq):
     denom = np.sqrt(prev_sq * cur_sq)
     if not (denom > 0 and np.isfinite(denom) and np.isfinite(dot)):
@@ -73,8 +90,12 @@ def _cosine(dot, prev_sq, cur_sq):
 
 
 def _site_figures(site, fired, stats):
-    """`units, dead_units, dead_fraction, saturation, activation_mean,
-    activation_std` of a site over a window."""
+    """`units, dead_units, dead_fraction, activation_mean, activation_std`
+    of a site over a window, and the share of unit-example pairs whose
+    `|f'|` was below the tolerance: the `saturation` of an activation whose
+    derivative tends to 0 (`site.saturates`: sigmoid, tanh, the ELU
+    family), else (rectifiers, whose derivative is a step) the
+    `inactive_fraction`."""
     units = int(site.units * (site.pieces or 1))
     saturated, pairs, s1, s2 = (float(v) for v in stats)
     out = {"units": units}
@@ -88,7 +109,7 @@ def _site_figures(site, fired, stats):
         with np.errstate(invalid="ignore"):
             out["activation_std"] = float(np.sqrt(max(s2 / pairs - mean * mean, 0.0)))
         if site.track_dead and site.pieces is None:
-            out["saturation"] = saturated / pairs
+            out["saturation" if site.saturates else "inactive_fraction"] = saturated / pairs
     return out
 
 
@@ -120,6 +141,14 @@ class Layout:
             (k, site, slice(state.offsets[k], state.offsets[k] + state.sizes[k]), name_of.get(id(site.layer), site.name))
             for k, site in enumerate(state.sites)
         ]
+
+    def _unpack(self, raw, key):
+        """A packed per-watched-variable vector of `raw` (`cur`, `before`,
+        `weights`) as one float32 array per watched variable."""
+        if not self.variables:
+            return []
+        packed = np.asarray(raw[key], np.float32)
+        return np.split(packed, np.cumsum([size for *_, size in self.variables])[:-1])
 
     def record(self, raw, *, step, epoch, steps, start, prev):
         """The record of a window.
@@ -160,16 +189,23 @@ class Layout:
                 "depth": self.depth[name],
                 "gradient_norm": None,
                 "gradient_cosine": None,
+                "update_ratio": None,
+                "weight_norm": None,
                 "units": None,
                 "dead_units": None,
                 "dead_fraction": None,
+                "inactive_fraction": None,
                 "saturation": None,
                 "activation_mean": None,
                 "activation_std": None,
                 "activation_histogram": None,
             }
-        packed = np.asarray(raw.get("cur", np.zeros(0)), np.float32)
-        cur = np.split(packed, np.cumsum([size for *_, size in self.variables])[:-1]) if self.variables else []
+        cur, before, weights = (self._unpack(raw, key) for key in ("cur", "before", "weights"))
+        # The watched variables' change over the window's last step, if it
+        # took a snapshot (`before`: the variables as it began).
+        last = int(raw["snap_count"]) == count
+        weight_sq = [_sumsq(w) for w in weights]
+        update_sq = [_sumsq(np.subtract(w, b, dtype=np.float64)) for w, b in zip(weights, before)] if last else None
         per_layer = {}
         for j, i, path, owner, size in self.variables:
             nonfinite = int(round(float(raw["nonfinite"][i])))
@@ -178,11 +214,17 @@ class Layout:
                 "nonfinite": nonfinite,
                 "size": size,
                 "histogram": histogram(cur[j], self.bins, finite=nonfinite == 0) if snapshot else None,
+                "update_ratio": _ratio(update_sq[j], weight_sq[j]) if last else None,
+                "weight_norm": _norm(weight_sq[j]),
             }
             if owner in record["layers"]:
                 per_layer.setdefault(owner, []).append((j, i))
         for name, items in per_layer.items():
             entry = record["layers"][name]
+            layer_weight_sq = sum(weight_sq[j] for j, _ in items)
+            entry["weight_norm"] = _norm(layer_weight_sq)
+            if last:
+                entry["update_ratio"] = _ratio(sum(update_sq[j] for j, _ in items), layer_weight_sq)
             if applied:
                 entry["gradient_norm"] = _norm(sum(sumsq[i] for _, i in items))
             if snapshot and prev is not None:
@@ -192,7 +234,6 @@ class Layout:
                     for a, b in ((cur, prev), (prev, prev), (cur, cur))
                 )
                 entry["gradient_cosine"] = _cosine(dot, prev_sq, cur_sq)
-        last = int(raw["snap_count"]) == count
         for k, site, units, name in self.sites:
             entry = record["layers"].get(name)
             if entry is None:

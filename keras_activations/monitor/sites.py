@@ -41,6 +41,10 @@ class Site:
         of_output: The same derivative as a function of the output
             (`builtin_derivatives.Derivative.of_output`), or `None`.
         can_die: Whether `f'` can be exactly 0 (see `builtin_derivatives`).
+        saturates: Whether `f'` tends to 0 without being 0 on a region
+            (`builtin_derivatives.Derivative.saturates`): the share of pairs
+            with a tiny `|f'|` is then the site's `saturation`, else its
+            `inactive_fraction`.
         activation_name: Name of the activation, for messages.
         unit_axis: Axis of the output that indexes units.
         pieces: For `Maxout`, the number of pieces per unit, else `None`.
@@ -58,6 +62,7 @@ class Site:
         unit_axis: int,
         pieces: Optional[int] = None,
         of_output: Optional[Callable] = None,
+        saturates: bool = False,
     ):
         self.layer = layer
         self.name = name
@@ -68,6 +73,7 @@ class Site:
         self.unit_axis = unit_axis
         self.pieces = pieces
         self.of_output = of_output
+        self.saturates = bool(saturates)
         self.units = None
         self.track_dead = False
         self.output_units = None
@@ -169,6 +175,7 @@ def make_site(layer, name: str) -> Optional[Site]:
             resolved.name if resolved else _activation_label(fn),
             unit_axis,
             of_output=resolved.of_output if resolved else None,
+            saturates=resolved.saturates if resolved else False,
         )
     resolved = builtin_derivatives.resolve_layer(layer)
     if resolved is not None:
@@ -181,6 +188,7 @@ def make_site(layer, name: str) -> Optional[Site]:
             resolved.name,
             unit_axis,
             of_output=resolved.of_output,
+            saturates=resolved.saturates,
         )
     return None
 

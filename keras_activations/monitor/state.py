@@ -21,13 +21,17 @@ Every training step (graph mode, XLA, `steps_per_execution`, any
   explicit masks decide (XLA's `max` may drop a NaN on some CPUs).
 
 Steps that the host flags (`flag`: those that may end a record window)
-also take a *snapshot*: a copy of each watched gradient (`cur`) and a
-histogram of each site's outputs. `snap_count` says which step it is of.
+also take a *snapshot*: a copy of each watched gradient (`cur`), a
+histogram of each site's outputs, and a copy of the watched variables as
+the step begins (`before`: the step's change is then everything the
+optimizer did, weight decay and EMA included). `snap_count` says which
+step it is of.
 
 The record program (`read`, a `tf.function` run in cross-replica context)
-reads everything (the gradient snapshot included) and resets the window
-sums; the host computes the figures (`record`): norms, the gradient
-histograms and the cosine with the previous record's snapshot.
+reads everything (the gradient snapshot and the watched variables' values
+included) and resets the window sums; the host computes the figures
+(`record`): norms, the gradient histograms, the cosine with the previous
+record's snapshot and the update ratios.
 
 Histograms (`histograms`, and `record.histogram` for the gradients on the
 host, the same arithmetic) count finite values in `bins` equal-width
@@ -228,6 +232,8 @@ class State:
             # The snapshot of the watched gradients, packed in one vector.
             self.cur_sizes = [int(np.prod(variables[i][0].shape)) for i in self.watched]
             self.cur = _variable(tf.zeros([max(sum(self.cur_sizes), 1)], tf.float32), _FIRST, "cur")
+            # The watched variables as the last flagged step began, packed.
+            self.before = _variable(tf.zeros([max(sum(self.cur_sizes), 1)], tf.float32), _FIRST, "before")
             self.fired = _variable(tf.zeros([max(sum(self.sizes), 1)], tf.float32), _SUM, "fired")
             self.stats = _variable(tf.zeros([k, 4], tf.float64), _SUM, "stats")
             self.hist = _variable(tf.zeros([k, self.bins], tf.float64), _SUM, "hist")
@@ -272,10 +278,17 @@ class State:
         }
         if self.watched:
             out["cur"] = self.cur.read_value()
+            out["before"] = self.before.read_value()
+            out["weights"] = self._watched_values()
         with tf.control_dependencies(list(out.values())):
             resets = [v.assign(tf.zeros_like(v)) for v in (self.nonfinite, self.fired, self.stats)]
         with tf.control_dependencies(resets):
             return {k: tf.identity(v) for k, v in out.items()}
+
+    def _watched_values(self):
+        """The watched variables' values, flat float32, packed like `cur`."""
+        parts = [tf.reshape(tf.cast(self.variables[i][0].value, tf.float32), [-1]) for i in self.watched]
+        return tf.concat(parts, 0) if len(parts) > 1 else parts[0]
 
     # ---- inside the training step -------------------------------------------
 
@@ -290,6 +303,13 @@ class State:
         with tf.control_dependencies(first[:1]):
             local.step = self.count.read_value() + 1
         local.flag = self.flag.read_value()
+        if self.watched:  # the variables before the step changes them
+
+            def copy():
+                with tf.control_dependencies([self.before.assign(self._watched_values(), read_value=False)]):
+                    return tf.constant(True)
+
+            tf.cond(local.flag, copy, lambda: tf.constant(False))
 
     def on_gradients(self, grads_and_vars):
         """Figures of the applied gradients (replica context). Returns ops
