@@ -18,6 +18,12 @@ LAYER_SCALARS = (
     "activation_mean",
     "activation_std",
 )
+# The per-variable figures that are scalars: `(tag prefix, key of the
+# record's variable entry)`, tag `<prefix>/<variable path>`, in order.
+VARIABLE_SCALARS = (
+    ("gradient_norm", "norm"),
+    ("nonfinite_gradients", "nonfinite"),
+)
 
 
 def edges(lohi, bins):
