@@ -5,7 +5,8 @@ The record is the last of a 1-epoch fit of `compare`'s 10-layer MLP (a
 `Dense` then an `Activation` layer each) under `GradientMonitor`. Each
 repetition draws and PNG-encodes the picture once with each implementation,
 interleaved; the table gives the medians in milliseconds, the picture's size
-and its PNG's bytes.
+and its PNG's bytes; a second table what a fit pays for its pictures (the
+baseline drew one with every record, this tree at most 10 a fit).
 
     python benchmarks/depth_profile.py                  # against ccb1143
     python benchmarks/depth_profile.py --baseline main --repeats 500
@@ -93,6 +94,19 @@ def main():
     for name, draw in cases.items():
         h, w = shapes[name]
         print(f"| {name} | {1e3 * np.median(times[name]):.3f} | {h} x {w} | {len(draw())} |")
+    # Per fit: the baseline drew a picture with every record; this tree with
+    # at most MAX_PICTURES records of a fit (write_images=True).
+    from keras_activations.monitor.callback import MAX_PICTURES
+
+    print()
+    print("| fit (records) | pictures then | ms then | pictures now | ms now |")
+    print("|---|---|---|---|---|")
+    old_ms, new_ms = (1e3 * np.median(times[name]) for name in cases)
+    for label, records in (('12 epochs, update_freq="epoch" (make demo)', 12),
+                           ("12 epochs of 45 steps, update_freq=1", 540)):
+        every = -(-records // MAX_PICTURES)
+        now = records // every + (records % every != 0)
+        print(f"| {label} ({records}) | {records} | {records * old_ms:.1f} | {now} | {now * new_ms:.1f} |")
 
 
 if __name__ == "__main__":

@@ -86,86 +86,103 @@ def test_depth_rows_put_weights_and_their_activation_together():
     ]  # "noop" has neither
 
 
+def _lines(pixels):
+    """`(bases, text levels)` of a picture, as `[line, 16, width]` arrays."""
+    ch, _ = font.cell()
+    shape = (-1, ch + 3, pixels.shape[1])
+    return (pixels // font.LEVELS).reshape(shape), (pixels % font.LEVELS).reshape(shape)
+
+
+def _text(levels, line, column, chars=10):
+    """The text levels of `chars` characters of a line from `column` on."""
+    ch, cw = font.cell()
+    return levels[line, 1 : 1 + ch, column * cw : (column + chars) * cw]
+
+
+def _rendered(string, chars=10, align="right"):
+    return font.render([string], chars, align)[0]
+
+
 def test_depth_profile_draws_known_values():
     record = _record()
     pixels = plots.depth_profile(record)
     ch, cw = font.cell()
     assert (ch, cw) == (13, 7)
-    row_h = ch + 3
-    # label column: 6 characters ("d1+a1" and "d2" are shorter) and 2 of margin;
-    # panels of 10 + 7, 10 + 4 and 10 + 6 characters and 2 of gap each.
-    assert pixels.shape == ((3 + 2) * row_h, (8 + 19 + 16 + 18) * cw)
-    log_x, fraction_x, signed_x = 8 * cw, 27 * cw, 43 * cw
-    band = slice(3, row_h - 3)
-
-    def bar(row, x0, length):
-        return pixels[(3 + row) * row_h :][band, x0 : x0 + length]
-
+    # label column of 6 characters ("d1+a1" and "d2" are shorter), then three
+    # columns of 10 characters, each after a space (from characters 7, 18, 29);
+    # 4 header lines, 2 rows.
+    assert pixels.shape == ((4 + 2) * 16, (6 + 3 * 11) * cw)
+    bases, levels = _lines(pixels)
+    log_x, fraction_x, signed_x = 7 * cw, 18 * cw, 29 * cw
     blue, red, green = plots.COLOR, plots.COLOR + 1, plots.COLOR + 2
-    # Norms 10 and 0.1 span 1e-1 .. 1e1: 10 fills the 70-pixel bar, 0.1 is 1 pixel.
-    assert (bar(0, log_x, 70) == blue).all()
-    assert (bar(1, log_x, 1) == blue).all() and not (bar(1, log_x + 1, 69) == blue).any()
-    # Dead fraction 0.5 of a1, on d1's row: half the bar; d2 has none.
-    assert (bar(0, fraction_x, 35) == red).all() and not (bar(0, fraction_x + 35, 35) == red).any()
-    assert not (bar(1, fraction_x, 70) == red).any()
+    bar = slice(1, 15)  # a bar's pixel rows in its line
+
+    def row(k, x0, length):
+        return bases[4 + k, bar, x0 : x0 + length]
+
+    # Norms 10 and 0.1 span 1e-1 .. 1e1: 10 fills the 70-pixel column, 0.1 is 1 pixel.
+    assert (row(0, log_x, 70) == blue).all()
+    assert (row(1, log_x, 1) == blue).all() and not (row(1, log_x + 1, 69) == blue).any()
+    # Dead fraction 0.5 of a1, on d1's row: half the column; d2 has none.
+    assert (row(0, fraction_x, 35) == red).all() and not (row(0, fraction_x + 35, 35) == red).any()
+    assert not (row(1, fraction_x, 70) == red).any()
     # Mean -2, the largest |mean|: the left half, up to the zero line.
-    assert (bar(0, signed_x, 35) == green).all()
-    assert (bar(0, signed_x + 35, 1) == plots.AXIS).all()
-    assert not (bar(1, signed_x, 70) == green).any()
+    assert (row(0, signed_x, 35) == green).all()
+    assert (bases[4:, :, signed_x + 35] == plots.AXIS).all()
+    assert not (row(1, signed_x, 70) == green).any()
+    assert (bases[:4] == plots.BG).all()  # header lines: text only
 
-    def text(line, column, chars):
-        return pixels[line * row_h + 1 : line * row_h + 1 + ch, column * cw : (column + chars) * cw]
+    np.testing.assert_array_equal(_text(levels, 0, 0, 15), _rendered("step 7  epoch 1", 15, "left"))
+    np.testing.assert_array_equal(_text(levels, 4, 0, 6), _rendered("d1+a1", 6, "left"))
+    np.testing.assert_array_equal(_text(levels, 5, 0, 6), _rendered("d2", 6, "left"))
+    np.testing.assert_array_equal(_text(levels, 1, 7), _rendered("gradient", 10, "left"))
+    np.testing.assert_array_equal(_text(levels, 2, 7), _rendered("norm", 10, "left"))
+    np.testing.assert_array_equal(_text(levels, 3, 7), _rendered("1e-1..1e1"))  # the scales
+    np.testing.assert_array_equal(_text(levels, 3, 18), _rendered("0..1"))
+    np.testing.assert_array_equal(_text(levels, 3, 29), _rendered("+/-2"))
+    np.testing.assert_array_equal(_text(levels, 4, 7), _rendered("1.0e1"))  # values, over their bars
+    np.testing.assert_array_equal(_text(levels, 5, 7), _rendered("1.0e-1"))
+    np.testing.assert_array_equal(_text(levels, 4, 18), _rendered("0.50"))
+    np.testing.assert_array_equal(_text(levels, 5, 18), _rendered("-"))  # missing
+    np.testing.assert_array_equal(_text(levels, 4, 29), _rendered("-2.00"))
+    np.testing.assert_array_equal(_text(levels, 5, 29), _rendered("-"))
+    assert _text(levels, 4, 7).max() == font.LEVELS - 1  # the ink is there
+    # Over a bar the text blends towards the ink from the bar's colour.
+    np.testing.assert_array_equal(plots.PALETTE[blue * font.LEVELS], (174, 199, 232))
+    np.testing.assert_array_equal(plots.PALETTE[blue * font.LEVELS + font.LEVELS - 1], (35, 35, 35))
 
-    def rendered(string, chars, align="right"):
-        return font.render([string], chars, align)[0]
 
-    np.testing.assert_array_equal(text(0, 1, 15), rendered("step 7  epoch 1", 15, "left"))
-    np.testing.assert_array_equal(text(3, 1, 6), rendered("d1+a1", 6, "left"))
-    np.testing.assert_array_equal(text(4, 1, 6), rendered("d2", 6, "left"))
-    np.testing.assert_array_equal(text(1, 8, 13), rendered("gradient norm", 13))
-    np.testing.assert_array_equal(text(2, 8, 4), rendered("1e-1", 4))  # the scale's ends
-    np.testing.assert_array_equal(text(2, 15, 3), rendered("1e1", 3))
-    np.testing.assert_array_equal(text(3, 19, 7), rendered("1.0e1", 7))  # values, right-aligned
-    np.testing.assert_array_equal(text(4, 19, 7), rendered("1.0e-1", 7))
-    np.testing.assert_array_equal(text(3, 38, 4), rendered("0.50", 4))
-    np.testing.assert_array_equal(text(4, 38, 4), rendered("-", 4))  # missing
-    np.testing.assert_array_equal(text(3, 54, 6), rendered("-2.00", 6))
-    np.testing.assert_array_equal(text(2, 43, 10), rendered("+/-2", 10))
-    assert text(3, 19, 7).max() == font.LEVELS - 1  # the ink is there
-
-
-def test_depth_profile_non_finite_values_and_a_fourth_panel():
+def test_depth_profile_non_finite_values_and_a_fourth_column():
     record = _record(update_ratio=2e-3)
     record["layers"]["d1"]["gradient_norm"] = float("inf")
     record["layers"]["a1"]["activation_mean"] = float("nan")
     pixels = plots.depth_profile(record)
     ch, cw = font.cell()
-    assert pixels.shape[1] == (8 + 19 + 16 + 18 + 19) * cw  # update ratio (log) added
-    lines = pixels.reshape(-1, ch + 3, pixels.shape[1])
+    assert pixels.shape[1] == (6 + 4 * 11) * cw  # update ratio (log) added
+    bases, levels = _lines(pixels)
     blue, green, purple = plots.COLOR, plots.COLOR + 2, plots.COLOR + 3
-    assert not (lines[3] == blue).any() and not (lines[3:] == green).any()  # no bar for inf, nan
-    assert (lines[4] == blue).any()  # 0.1 is the only finite norm: a bar
-    # 2e-3 twice, on the scale 1e-3 .. 1e-2: log10(2) of the 70 pixels, 10 high.
-    assert (lines[3:] == purple).sum() == 2 * 10 * round(np.log10(2) * 70)
-    np.testing.assert_array_equal(
-        lines[3, 1 : 1 + ch, 19 * cw : 26 * cw], font.render(["inf"], 7)[0]
-    )
-    np.testing.assert_array_equal(
-        lines[3, 1 : 1 + ch, 54 * cw : 60 * cw], font.render(["nan"], 6)[0]
-    )
+    assert not (bases[4] == blue).any() and not (bases == green).any()  # no bar for inf, nan
+    assert (bases[5] == blue).any()  # 0.1, the only finite norm
+    # 2e-3 twice, on the scale 1e-3 .. 1e-2: log10(2) of the 70 pixels, 14 high.
+    assert (bases == purple).sum() == 2 * 14 * round(np.log10(2) * 70)
+    np.testing.assert_array_equal(_text(levels, 4, 7), _rendered("inf"))
+    np.testing.assert_array_equal(_text(levels, 4, 29), _rendered("nan"))
+    np.testing.assert_array_equal(_text(levels, 1, 40), _rendered("update", 10, "left"))
+    np.testing.assert_array_equal(_text(levels, 3, 40), _rendered("1e-3..1e-2"))
 
 
 def test_depth_profile_png_decodes_and_fits_a_card():
-    # compare's MLP: dense_00 + act_00 ... ten rows, about 500 pixels wide.
+    # compare's MLP, dense_00 + act_00 ...: ten rows, 336 pixels wide, which
+    # TensorBoard's image cards (about 340 pixels) show at their size.
     layers = {}
     for i in range(10):
         layers[f"dense_{i:02d}"] = _entry(2 * i, gradient_norm=10.0 ** -i)
         layers[f"act_{i:02d}"] = _entry(2 * i + 1, units=64, dead_fraction=i / 10, activation_mean=0.1 * i)
     record = {"step": 540, "epoch": 11, "layers": layers}
     pixels = plots.depth_profile(record)
-    assert pixels.shape == (13 * 16, 490)
+    assert pixels.shape == ((4 + 10) * 16, 336)
     image = Image.open(io.BytesIO(events.png(pixels, plots.PALETTE)))
-    assert image.size == (490, 13 * 16) and image.mode == "P"
+    assert image.size == (336, (4 + 10) * 16) and image.mode == "P"
     np.testing.assert_array_equal(np.asarray(image.convert("RGB")), plots.PALETTE[pixels])
 
 

@@ -1,22 +1,24 @@
 """The depth-profile picture of a record: one row per layer, drawn with NumPy.
 
 Rows go from the input (top) to the output (bottom); a layer with weights
-and its activation site are one row (`depth_rows`). One panel per figure,
-side by side, each with its title, its scale at both ends and the value of
-every row printed beside its bar:
+and its activation site are one row (`depth_rows`). One column per figure,
+each a *data bar* (as in a spreadsheet): a light bar whose length shows the
+value on the column's scale (printed under its title), with the value
+printed over it:
 
-1. gradient norm, on a log scale (blue; grey lines at every power of ten),
-2. dead fraction, from 0 to 1 (red; grey lines at 0.25, 0.5, 0.75),
-3. activation mean, around a zero line, scaled to the largest |mean|
-   (green),
+1. gradient norm, on a log scale (blue),
+2. dead fraction, from 0 to 1 (red),
+3. activation mean, left or right of a zero line, scaled to the largest
+   |mean| (green),
 4. update ratio, on a log scale (purple), when the record holds it.
 
 A missing value (a layer without weights, or without an activation site)
-is printed as `-`; a non-finite one as `nan` or `inf`, without a bar.
-`depth_profile` draws the picture as palette indices (a palette PNG encodes
-about 2x faster than RGB, and is smaller); its text comes from a glyph atlas
-(`font.py`). `plot_record` draws the same figure with matplotlib, for
-notebooks and reports.
+is printed as `-`; a non-finite one as `nan` or `inf`, without a bar. With
+compare's layer names the picture is about 340 pixels wide: TensorBoard's
+image cards show it at its size. `depth_profile` draws it as palette
+indices (a palette PNG encodes about 2x faster than RGB, and is smaller);
+its text comes from a glyph atlas (`font.py`). `plot_record` draws the same
+figure with matplotlib, for notebooks and reports.
 """
 
 import math
@@ -33,23 +35,26 @@ PANELS = (
     ("activation_mean", "activation mean", "signed"),
     ("update_ratio", "update ratio", "log"),
 )
-_VALUE_CHARS = {"log": 7, "fraction": 4, "signed": 6}
-_NAME_CHARS = (6, 20)  # the label column's width in characters, at least and at most
-_BAR_CHARS = 10  # a bar's full length, in character cells
-_INK = np.array((35, 35, 35), np.float64)
-_WHITE = np.array((255, 255, 255), np.float64)
-_GRID = (222, 222, 222)
-_AXIS = (110, 110, 110)
-_COLORS = ((31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189))
-# Palette: index 0 is the background and 1..7 the text's coverage levels
-# (`font.render` returns palette indices), then grid, axis, panel colours.
-PALETTE = np.concatenate(
-    [
-        np.rint(_WHITE + (_INK - _WHITE) * (np.arange(font.LEVELS)[:, None] / (font.LEVELS - 1))),
-        np.array((_GRID, _AXIS) + _COLORS, np.float64),
-    ]
-).astype(np.uint8)
-BG, GRID, AXIS, COLOR = 0, font.LEVELS, font.LEVELS + 1, font.LEVELS + 2
+_NAME_CHARS = (6, 16)  # the label column's width in characters, at least and at most
+_BAR_CHARS = 10  # a column's width, in character cells
+_INK = (35, 35, 35)
+_BASES = (
+    (255, 255, 255),  # background
+    (110, 110, 110),  # zero line
+    (174, 199, 232),  # the panels' bars, light: the text over them stays dark
+    (255, 152, 150),
+    (152, 223, 138),
+    (197, 176, 213),
+)
+_DARK = ((31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189))  # plot_record's bars
+BG, AXIS, COLOR = 0, 1, 2  # bases; a pixel's palette index is base * font.LEVELS + text level
+# Palette: for each base colour, its blend towards the ink at each coverage
+# level of the text drawn over it (`font.render` gives the levels).
+PALETTE = np.rint(
+    np.array(_BASES, np.float64)[:, None, :]
+    + (np.array(_INK, np.float64) - np.array(_BASES, np.float64)[:, None, :])
+    * (np.arange(font.LEVELS) / (font.LEVELS - 1))[None, :, None]
+).astype(np.uint8).reshape(-1, 3)
 
 
 def depth_rows(names, weighted, sites):
@@ -132,13 +137,18 @@ def _text(v, kind):
     return f"{v:+.2f}" if abs(v) < 99.995 else ("+" if v > 0 else "") + _sci(v)
 
 
+def _range(v):
+    """`v` in 2 significant digits for a scale: `0.76`, `12`, `1.2e3`."""
+    word = f"{v:.2g}"
+    return word if "e" not in word else _sci(v)
+
+
 def _scale(values, kind, length):
-    """`(start, end, ground, left label, right label)` of a panel: each
-    row's bar as pixel columns `[start, end)` of its `length`, the panel's
-    background row (grid and axis) and its scale's end labels."""
+    """`(start, end, axis, label)` of a column: each row's bar as pixel
+    columns `[start, end)` of its `length`, the column of its zero line (or
+    `None`) and its scale as text."""
     v = np.array([np.nan if x is None else x for x in values], np.float64)
     finite = np.isfinite(v)
-    ground = np.full(length, BG, np.uint8)
     start = np.zeros(len(v), np.int64)
     if kind == "log":
         positive = finite & (v > 0)
@@ -146,27 +156,18 @@ def _scale(values, kind, length):
         lo = np.floor(logs[positive].min()) if positive.any() else -1.0
         hi = np.ceil(logs[positive].max()) if positive.any() else 0.0
         hi = max(hi, lo + 1.0)
-        at = np.rint((np.arange(lo + 1, hi) - lo) / (hi - lo) * (length - 1)).astype(np.int64)
-        ground[at] = GRID
-        ground[0] = AXIS
         end = np.where(positive, np.maximum(np.rint((logs - lo) / (hi - lo) * length), 1), 0)
-        labels = (f"1e{int(lo)}", f"1e{int(hi)}")
-    elif kind == "fraction":
-        ground[[round(f * (length - 1)) for f in (0.25, 0.5, 0.75)]] = GRID
-        ground[0] = AXIS
+        return start, end.astype(np.int64), None, f"1e{int(lo)}..1e{int(hi)}"
+    if kind == "fraction":
         end = np.where(finite, np.rint(np.clip(v, 0.0, 1.0) * length), 0)
-        labels = ("0", "1")
-    else:
-        top = np.abs(v[finite]).max() if finite.any() else 0.0
-        top = top if top > 0 else 1.0
-        half = length // 2
-        ground[half] = AXIS
-        tip = half + np.rint(np.where(finite, v, 0.0) / top * half).astype(np.int64)
-        start = np.where(tip < half, tip, half + 1)  # the zero line stays visible
-        end = np.where(tip < half, half, tip + 1)
-        word = f"{top:.2g}"
-        labels = ("", "+/-" + (word if "e" not in word else _sci(top)))
-    return start.astype(np.int64), end.astype(np.int64), ground, labels
+        return start, end.astype(np.int64), None, "0..1"
+    top = np.abs(v[finite]).max() if finite.any() else 0.0
+    top = top if top > 0 else 1.0
+    half = length // 2
+    tip = half + np.rint(np.where(finite, v, 0.0) / top * half).astype(np.int64)
+    start = np.where(tip < half, tip, half + 1)  # the zero line stays visible
+    end = np.where(tip < half, half, tip + 1)
+    return start, end, half, "+/-" + _range(top)
 
 
 def _place(line, column, text):
@@ -178,9 +179,8 @@ def depth_profile(record, rows=None):
     """Draws a record's depth profile as indices into `PALETTE`.
 
     Every text of the picture sits on a grid of character cells: its lines
-    (title, panel titles, scales, one line per row) are rendered in one
-    `font.render` call, then the grid lines and bars are drawn over the
-    panels' bar columns.
+    (title, column titles, scales, one line per row) are rendered in one
+    `font.render` call over the bars, which are drawn as palette bases.
 
     Args:
         record: One `GradientMonitor` record.
@@ -188,8 +188,10 @@ def depth_profile(record, rows=None):
             record's layers by their figures (`record_rows`).
 
     Returns:
-        A `uint8` array `[height, width]`: 16 pixels a line (3 header lines,
-        then one per row), about 500 pixels wide with three panels.
+        A `uint8` array `[height, width]`: 16 pixels a line (4 header lines,
+        then one per row), `(label + 11 * columns) * 7` pixels wide, at
+        least 259 (336 for three columns and compare's labels,
+        `dense_00+act_00`).
 
     Example:
 
@@ -201,41 +203,36 @@ def depth_profile(record, rows=None):
     panels = [p for p in PANELS if any(p[0] in e for e in entries)]
     n = len(rows)
     names = min(max([len(label) for label, _, _ in rows] + [_NAME_CHARS[0]]), _NAME_CHARS[1])
-    columns = []  # (first character column of the bar, panel)
-    column = names + 2
-    for panel in panels:
-        columns.append((column, panel))
-        column += _BAR_CHARS + _VALUE_CHARS[panel[2]] + 2
-    width = max(column, 40)
-    lines = [[" "] * width for _ in range(3 + n)]
-    _place(lines[0], 1, f"step {record['step']}  epoch {record['epoch']}  (input at the top)")
-    _place(lines[1], 1, "layer")
+    width = max(names + (_BAR_CHARS + 1) * len(panels), 37)
+    lines = [[" "] * width for _ in range(4 + n)]
+    _place(lines[0], 0, f"step {record['step']}  epoch {record['epoch']}  (input at the top)")
+    _place(lines[3], 0, "layer")
     for k, (label, _, _) in enumerate(rows):
-        _place(lines[3 + k], 1, label if len(label) <= names else label[: names - 1] + "~")
-    drawn = []
-    for column, (key, title, kind) in columns:
-        values = row_values(record, rows, key)
-        start, end, ground, (left, right) = _scale(values, kind, _BAR_CHARS * font.cell()[1])
-        _place(lines[1], column, title)
-        _place(lines[2], column, left)
-        _place(lines[2], column + _BAR_CHARS - len(right), right)
-        chars = _VALUE_CHARS[kind]
-        for k, v in enumerate(values):
-            text = _text(v, kind)[:chars]
-            _place(lines[3 + k], column + _BAR_CHARS + 1 + chars - len(text), text)
-        drawn.append((column, PANELS.index((key, title, kind)), start, end, ground))
+        _place(lines[4 + k], 0, label if len(label) <= names else label[: names - 1] + "~")
     ch, cw = font.cell()
     row_h = ch + 3
-    canvas = np.zeros((3 + n, row_h, width * cw), np.uint8)  # BG is 0
-    canvas[:, 1 : 1 + ch] = font.render(["".join(line) for line in lines], width, "left")
     bar = _BAR_CHARS * cw
-    cols = np.arange(bar)
-    for column, index, start, end, ground in drawn:
+    base = np.full((4 + n, row_h, width * cw), BG, np.uint8)
+    for p, (key, title, kind) in enumerate(panels):
+        column = names + 1 + p * (_BAR_CHARS + 1)
+        values = row_values(record, rows, key)
+        start, end, axis, scale = _scale(values, kind, bar)
+        first, _, second = title.partition(" ")
+        _place(lines[1], column, first)
+        _place(lines[2], column, second)
+        _place(lines[3], column + _BAR_CHARS - len(scale), scale)
+        for k, v in enumerate(values):
+            text = _text(v, kind)
+            _place(lines[4 + k], column + _BAR_CHARS - len(text), text)
         x = column * cw
-        canvas[3:, :, x : x + bar] = ground
-        inside = (cols >= start[:, None]) & (cols < end[:, None])
-        canvas[3:, 3 : row_h - 3, x : x + bar] = np.where(inside, np.uint8(COLOR + index), ground)[:, None, :]
-    return canvas.reshape((3 + n) * row_h, width * cw)
+        inside = (np.arange(bar) >= start[:, None]) & (np.arange(bar) < end[:, None])  # [n, bar]
+        block = base[4:, 1 : row_h - 1, x : x + bar]
+        block[...] = np.where(inside, np.uint8(COLOR + PANELS.index((key, title, kind))), BG)[:, None, :]
+        if axis is not None:
+            base[4:, :, x + axis] = AXIS
+    text = np.zeros_like(base)
+    text[:, 1 : 1 + ch] = font.render(["".join(line) for line in lines], width, "left")
+    return (base * font.LEVELS + text).reshape((4 + n) * row_h, width * cw)
 
 
 def plot_record(record, axes=None, rows=None):
@@ -270,7 +267,7 @@ def plot_record(record, axes=None, rows=None):
     y = np.arange(len(rows))
     for ax, (key, title, kind) in zip(axes, panels):
         values = np.array([np.nan if v is None else v for v in row_values(record, rows, key)], np.float64)
-        colour = np.asarray(_COLORS[PANELS.index((key, title, kind))]) / 255
+        colour = np.asarray(_DARK[PANELS.index((key, title, kind))]) / 255
         ax.barh(y, np.where(np.isfinite(values), values, np.nan), color=colour)
         if kind == "log":
             ax.set_xscale("log")
