@@ -98,12 +98,37 @@ def test_report_md_and_figures(comparison):
 
 
 def test_tensorboard_runs_overlay(comparison):
+    # One run per activation; its train subdirectory holds Keras's curves and
+    # the monitor's figures at the same (epoch) steps, and the custom-scalars
+    # layout whose per-layer charts gather every hidden layer of every run.
+    import re
+
+    from tensorboard.backend.event_processing import event_accumulator
+    from tensorboard.plugins.custom_scalar import layout_pb2
+
+    from keras_activations.monitor import dashboard
+
     _, out, _ = comparison
     runs = sorted(p.name for p in (out / "tensorboard").iterdir() if p.is_dir())
     assert runs == sorted(ACTIVATIONS)
+    hidden = {f"dense_{i:02d}" for i in range(6)}
     for name in ACTIVATIONS:
-        events = list((out / "tensorboard" / name).rglob("events.out.tfevents.*"))
-        assert events, name
+        run = out / "tensorboard" / name
+        assert {"train", "validation"} <= {p.name for p in run.iterdir()}
+        files = sorted(p.name for p in (run / "train").iterdir())
+        assert len(files) == 2 and sum(f.endswith(".gradient_monitor") for f in files) == 1, files
+        acc = event_accumulator.EventAccumulator(str(run / "train"), size_guidance={"tensors": 0})
+        acc.Reload()
+        steps = list(range(EPOCHS))
+        assert [e.step for e in acc.Tensors("epoch_loss")] == steps
+        assert [e.step for e in acc.Tensors("gradient_norm/global")] == steps
+        (event,) = acc.Tensors(dashboard.TAG)
+        layout = layout_pb2.Layout.FromString(tf.make_ndarray(event.tensor_proto).item())
+        assert layout == dashboard.layout()
+        (chart,) = [c for c in layout.category[0].chart if c.title == "gradient norm"]
+        tags = acc.Tags()["tensors"]
+        assert {t for t in tags if re.match(chart.multiline.tag[0], t)} == {f"gradient_norm/{h}" for h in hidden}
+        assert [e.step for e in acc.Tensors("depth_profile")] == steps
 
 
 def test_best_model_keras_and_savedmodel_agree(comparison):

@@ -520,52 +520,6 @@ def test_negative_derivative_is_alive_and_not_saturated():
     assert layers["abs"]["saturation"] is None and layers["leaky0"]["saturation"] is None
 
 
-def test_depth_profile_pixels():
-    """Bars of known values: norms 10 and 0.1 span the log panel 10^-1..10^1,
-    a dead fraction of 0.5 fills half its panel, the only mean (-2) fills
-    the mean panel's lower half; a grey tick where a value is missing."""
-    from keras_activations.monitor import plots
-
-    img = plots.depth_profile_values([10.0, 0.1], [0.5, None], [-2.0, None], bar=4, gap=2, height=11)
-    assert img.shape == (3 * 11 + 8, 64, 3)
-    blue, red, green, grey = (31, 119, 180), (214, 39, 40), (44, 160, 44), (170, 170, 170)
-    column = img[:, 3]  # inside the first bar
-    assert all(tuple(column[r]) == blue for r in range(0, 11))  # 10 is the top
-    assert all(tuple(column[15 + r]) == red for r in range(5, 11))  # rows 5..10 of panel 2
-    assert tuple(column[15 + 4]) != red
-    assert all(tuple(column[30 + r]) == green for r in range(5, 11))  # base row 5 down to 10
-    assert tuple(column[30 + 4]) != green
-    second = img[:, 9]  # inside the second bar
-    assert tuple(second[10]) == blue and tuple(second[9]) != blue  # 0.1: the bottom
-    assert [tuple(second[15 + r]) for r in (7, 8, 9, 10)] == [(255, 255, 255), grey, grey, grey]
-
-
-def test_depth_profiles_of_several_records_at_once():
-    """Each record's picture has its own scale: grid lines at its own powers
-    of ten (rows of a gap column), and drawing records together equals
-    drawing each alone."""
-    from keras_activations.monitor import plots
-
-    norms = np.array([[10.0, 0.1], [1000.0, 1.0], [np.nan, 0.0]])
-    dead = np.array([[0.5, np.nan], [0.0, 1.0], [np.nan, np.nan]])
-    means = np.array([[-2.0, np.nan], [1.0, 3.0], [np.inf, -1.0]])
-    pictures = plots.depth_profiles(norms, dead, means, bar=4, gap=2, height=11)
-    assert pictures.shape == (3, 3 * 11 + 8, 64)
-    gap_column = pictures[:, :11, 1]
-    grid, axis = 1, 2  # palette indices
-    assert list(np.flatnonzero(gap_column[0] == grid)) == [0, 5]  # 10^1, 10^0 (10^-1: the axis)
-    assert list(np.flatnonzero(gap_column[1] == grid)) == [0, 3, 7]  # 10^3, 10^2, 10^1
-    assert list(np.flatnonzero(gap_column[2] == grid)) == [0]  # no positive norm: 10^0 .. 10^-1
-    assert all(gap_column[i, 10] == axis for i in range(3))
-    for i in range(3):
-        alone = plots.depth_profiles(norms[i : i + 1], dead[i : i + 1], means[i : i + 1], bar=4, gap=2, height=11)
-        np.testing.assert_array_equal(pictures[i], alone[0])
-    np.testing.assert_array_equal(
-        plots.PALETTE[pictures[0]],
-        plots.depth_profile_values([10.0, 0.1], [0.5, None], [-2.0, None], bar=4, gap=2, height=11),
-    )
-
-
 class _Spiky(keras.layers.Layer):
     """y = x * w, whose gradient for w is NaN in element 0 and inf in 1."""
 

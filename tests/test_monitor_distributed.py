@@ -246,5 +246,5 @@ def test_multi_worker_only_the_chief_writes_and_histories_are_equal(tmp_path):
     chief, other = histories
     assert [r[0] for r in chief] == [2, 4]
     assert chief == other
-    files = [f for f in os.listdir(tmp_path) if f.endswith(".gradient_monitor")]
+    files = [f for f in os.listdir(tmp_path / "train") if f.endswith(".gradient_monitor")]
     assert len(files) == 1 and f".{procs[0].pid}." in files[0]

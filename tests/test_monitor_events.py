@@ -40,7 +40,7 @@ def test_event_files_hold_every_histogram_and_equal_history(tmp_path):
     x, y = _data()
     monitor = GradientMonitor(log_dir=tmp_path, update_freq=2)
     model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0, callbacks=[monitor])
-    acc = _read(tmp_path)
+    acc = _read(tmp_path / "train")  # Keras's training run of log_dir
     tags = set(acc.Tags()["tensors"])
     steps = [r["step"] for r in monitor.history]
     assert steps == [2, 4, 6, 8]
@@ -133,20 +133,24 @@ def test_interrupted_fit_keeps_records_and_undoes_patches(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0, callbacks=[monitor])
     assert [r["step"] for r in monitor.history] == [1, 2, 3, 4, 5]
-    acc = _read(tmp_path)
+    acc = _read(tmp_path / "train")  # Keras's training run of log_dir
     assert [e.step for e in acc.Tensors("gradient_norm/global")] == [1, 2, 3, 4, 5]
     assert h0.activation is activation and "train_step" not in vars(model)
     assert monitor._events is None  # event file closed
     model.fit(x, y, batch_size=8, epochs=1, verbose=0)  # trains without it
 
 
-def test_resume_with_backup_and_restore_has_no_duplicate_steps(tmp_path):
+@pytest.mark.parametrize(
+    "update_freq, kept, written",
+    [(1, list(range(9, 17)), list(range(1, 17))), ("epoch", [12, 16], [0, 1, 2, 3])],
+)
+def test_resume_with_backup_and_restore_has_no_duplicate_steps(tmp_path, update_freq, kept, written):
     x, y = _data()
     backup = tmp_path / "backup"
     logs = tmp_path / "logs"
 
     def fit(model):
-        monitor = GradientMonitor(log_dir=logs, update_freq=1)
+        monitor = GradientMonitor(log_dir=logs, update_freq=update_freq)
         model.fit(
             x, y, batch_size=8, epochs=4, shuffle=False, verbose=0,
             callbacks=[keras.callbacks.BackupAndRestore(str(backup)), monitor],
@@ -154,13 +158,14 @@ def test_resume_with_backup_and_restore_has_no_duplicate_steps(tmp_path):
         return monitor
 
     # 4 steps an epoch; the 11th step (epoch 2) is interrupted after the
-    # epoch-1 backup, so steps 9 and 10 are written twice without care.
+    # epoch-1 backup, so steps 9 and 10 (per step; per epoch: epoch 2's
+    # record of the interrupted fit) are written twice without care.
     with pytest.raises(KeyboardInterrupt):
         fit(_model(run_eagerly=True, layer=_Interrupt(11)))
     monitor = fit(_model(run_eagerly=True, layer=_Interrupt(10**9)))
-    assert [r["step"] for r in monitor.history] == list(range(9, 17))
-    acc = _read(logs)
-    assert [e.step for e in acc.Tensors("gradient_norm/global")] == list(range(1, 17))
+    assert [r["step"] for r in monitor.history] == kept
+    acc = _read(logs / "train")
+    assert [e.step for e in acc.Tensors("gradient_norm/global")] == written
 
 
 def test_saved_model_loads_and_trains_without_the_monitor(tmp_path):
@@ -187,7 +192,7 @@ def test_every_value_of_every_record_is_in_the_event_file(tmp_path):
     x, y = _data()
     monitor = GradientMonitor(log_dir=tmp_path, update_freq=1, dead_warning_threshold=None)
     model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0, callbacks=[monitor])
-    acc = _read(tmp_path)
+    acc = _read(tmp_path / "train")  # Keras's training run of log_dir
     assert acc.Tags()["images"] == ["depth_profile"] or "depth_profile" in acc.Tags()["tensors"]
     for record in monitor.history:
         scalars = events.scalars(record)

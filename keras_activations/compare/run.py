@@ -162,7 +162,8 @@ class OneLineProgress(keras.callbacks.Callback):
 
 
 def default_monitor(log_dir, layers=None):
-    """A `keras_activations.GradientMonitor` writing to `log_dir`, watching `layers`."""
+    """A `keras_activations.GradientMonitor` watching `layers`, writing to `log_dir`'s `train`
+    run, where `keras.callbacks.TensorBoard(log_dir)` writes its training curves."""
     from keras_activations import GradientMonitor
 
     return GradientMonitor(log_dir=log_dir, layers=layers)
@@ -204,7 +205,9 @@ def train_one(
         choice: A `models.ActivationChoice`.
         data: A `data.Data`.
         config: A `TrainConfig`.
-        log_dir: TensorBoard run directory, or None for no TensorBoard logs.
+        log_dir: TensorBoard run directory, or None for no TensorBoard logs:
+            `keras.callbacks.TensorBoard(log_dir)` writes `log_dir/train` and
+            `log_dir/validation`, and the default monitor joins `log_dir/train`.
         monitor_factory: Callable `(log_dir, layers) -> callback` with a
             `history` attribute following docs/CONTRACTS.md, `layers` being
             the names of the hidden layers to watch; defaults to

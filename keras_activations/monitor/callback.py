@@ -14,11 +14,17 @@ from keras_activations.monitor import diagnosis as diagnosis_lib
 from keras_activations.monitor import events
 from keras_activations.monitor import history as history_lib
 from keras_activations.monitor import hooks as hooks_lib
+from keras_activations.monitor import plots
 from keras_activations.monitor import record as record_lib
 from keras_activations.monitor import sites as sites_lib
 from keras_activations.monitor import state as state_lib
 from keras_activations.monitor import writer as writer_lib
 from keras_activations.monitor.patches import Patches
+
+
+# Pictures a fit writes at most with `write_images=True`: the images per tag
+# TensorBoard keeps by default (`--samples_per_plugin images=10`).
+MAX_PICTURES = 10
 
 
 class GradientMonitor(keras.callbacks.Callback):
@@ -64,8 +70,17 @@ class GradientMonitor(keras.callbacks.Callback):
       over the window [`activation_mean/<layer>`, `activation_std/<layer>`]
       and a histogram of the outputs of the window's last step
       [`activations/<layer>`];
-    - a picture of gradient norm, dead fraction and activation mean against
-      depth [`depth_profile`].
+    - a picture of gradient norm, dead fraction and activation mean
+      against depth, one row per layer [`depth_profile`];
+    - at step 0, a custom-scalars layout with one chart per figure holding
+      every layer (`dashboard.py`; TensorBoard's Custom Scalars tab).
+
+    Event files go where `keras.callbacks.TensorBoard(log_dir=...)` writes
+    its training curves, `<log_dir>/train`, so the monitor's charts are in
+    the same run. Their step is Keras's: the epoch (from 0) for
+    `update_freq="epoch"`, as Keras's `epoch_*` curves; the training step
+    (from 1) for an integer `update_freq`, as Keras's `batch_*` curves.
+    `monitor.history` keeps the training step in either case.
 
     From the records the monitor also says what is wrong (`diagnose()`):
     dying units, vanishing or exploding gradients, saturated units, update
@@ -76,9 +91,9 @@ class GradientMonitor(keras.callbacks.Callback):
     docstring for the rules).
 
     Args:
-        log_dir: Directory for TensorBoard event files, or `None` to keep
-            the records in memory only (`monitor.history`). Defaults to
-            `None`.
+        log_dir: The run's directory, as for `keras.callbacks.TensorBoard`
+            (event files in its `subdir`), or `None` to keep the records in
+            memory only (`monitor.history`). Defaults to `None`.
         update_freq: `"epoch"` for one record per epoch, or an integer `N`
             for one record every `N` training steps (counted over the
             whole fit, like `keras.callbacks.TensorBoard`). Defaults to
@@ -96,8 +111,13 @@ class GradientMonitor(keras.callbacks.Callback):
             are dying: the `"dying_units"` finding, once it held for
             `diagnosis_thresholds["records"]` consecutive records. `None`
             turns that finding off. Defaults to `0.1`.
-        write_images: Whether to write the depth-profile picture with each
-            record. Defaults to `True`.
+        write_images: Which records get the depth-profile picture: `True`
+            for pictures spread evenly over each fit, at most 10 (the
+            number of images per tag TensorBoard keeps by default), one
+            of them with the fit's last record; an integer `N` for every
+            `N`-th record of a fit and its last; `False` for none. With
+            an integer `update_freq` and data of unknown length, `True`
+            means every record. Defaults to `True`.
         diagnosis_thresholds: A dict overriding some of the diagnosis'
             thresholds, or `None` for the defaults; a threshold set to
             `None` turns its finding off. Names and defaults:
@@ -109,6 +129,9 @@ class GradientMonitor(keras.callbacks.Callback):
             `saturation=0.25` (share of saturated pairs), `update_ratio_high
             =0.1` and `update_ratio_low=1e-5` (a decade beyond the usual
             [1e-4, 1e-2]), `dead_fraction` (= `dead_warning_threshold`).
+        subdir: Subdirectory of `log_dir` for the event files: `"train"`,
+            Keras's training run, or `None` for `log_dir` itself. Defaults
+            to `"train"`.
 
     Example:
 
@@ -119,7 +142,9 @@ class GradientMonitor(keras.callbacks.Callback):
     monitor.to_csv("logs/run1/monitor.csv")
     ```
 
-    Then `tensorboard --logdir logs`.
+    With `keras.callbacks.TensorBoard(log_dir="logs/run1")` beside it, its
+    curves and the monitor's charts are one run, `run1/train`. Then
+    `tensorboard --logdir logs`.
     """
 
     def __init__(
@@ -131,8 +156,9 @@ class GradientMonitor(keras.callbacks.Callback):
         saturation_tolerance: float = 1e-3,
         layers=None,
         dead_warning_threshold=0.1,
-        write_images: bool = True,
+        write_images: bool | int = True,
         diagnosis_thresholds: Optional[dict] = None,
+        subdir: str | None = "train",
     ):
         super().__init__()
         if log_dir is not None and not isinstance(log_dir, (str, os.PathLike)):
@@ -182,6 +208,20 @@ class GradientMonitor(keras.callbacks.Callback):
                 "a number in (0, 1] or None. Received: "
                 f"dead_warning_threshold={dead_warning_threshold!r}"
             )
+        if not isinstance(write_images, (bool, numbers.Integral)) or (
+            not isinstance(write_images, bool) and write_images < 1
+        ):
+            raise ValueError(
+                "GradientMonitor: argument `write_images` must be True, False "
+                f"or an integer >= 1. Received: write_images={write_images!r}"
+            )
+        if subdir is not None and (
+            not isinstance(subdir, str) or not subdir or os.path.isabs(subdir)
+        ):
+            raise ValueError(
+                "GradientMonitor: argument `subdir` must be a relative path "
+                f"(str) or None. Received: subdir={subdir!r}"
+            )
         if layers is not None:
             if isinstance(layers, (str, keras.layers.Layer)):
                 layers = [layers]
@@ -200,15 +240,19 @@ class GradientMonitor(keras.callbacks.Callback):
         self.saturation_tolerance = float(saturation_tolerance)
         self.layers = layers
         self.dead_warning_threshold = dead_warning_threshold
-        self.write_images = bool(write_images)
+        self.write_images = write_images if isinstance(write_images, bool) else int(write_images)
         self.diagnosis_thresholds = diagnosis_thresholds
         self._thresholds = diagnosis_lib.resolve_thresholds(diagnosis_thresholds, dead_warning_threshold)
         self._diagnosis = diagnosis_lib.Diagnosis(self._thresholds)
+        self.subdir = subdir
         self._records = []
         self._state = None  # `state.State`, kept across fits of one model
         self._state_key = None
         self._layout = None
         self._events = None
+        self._unpictured = None  # the fit's last record, when it has no picture
+        self._fit_records = 0  # records of this fit
+        self._image_every = 1  # a picture every this many records of a fit
         self._hooks = None
         self._step = 0  # step label of the last recorded step
         self._count = 0  # the state's step count at the last record
@@ -217,6 +261,14 @@ class GradientMonitor(keras.callbacks.Callback):
         self._warned = set()
 
     # ---- public helpers ---------------------------------------------------
+
+    @property
+    def events_dir(self):
+        """Where the event files go: `log_dir`'s `subdir`, or `None` without
+        a `log_dir`."""
+        if self.log_dir is None:
+            return None
+        return self.log_dir if self.subdir is None else os.path.join(self.log_dir, self.subdir)
 
     @property
     def history(self):
@@ -269,9 +321,15 @@ class GradientMonitor(keras.callbacks.Callback):
         """
         try:
             if self._events is not None:
-                self._events.close()
+                try:
+                    if self._unpictured is not None:  # the fit's last record
+                        record = self._unpictured
+                        self._events.write_image(record, step=self._event_step(record), rows=self._profile_rows())
+                finally:
+                    self._events.close()
         finally:
             self._events = None
+            self._unpictured = None
             if self._hooks is not None:
                 self._hooks.detach(self)
                 self._hooks = None
@@ -302,7 +360,7 @@ class GradientMonitor(keras.callbacks.Callback):
         owner = compat.gradient_hook_owner(model.optimizer)
         watched, sites, variables = sites_lib.select(model, self.layers)
         if self.log_dir is not None:
-            writer_lib.check_writable(self.log_dir)
+            writer_lib.check_writable(self.events_dir)
         key = (
             id(model),
             id(owner),
@@ -316,6 +374,7 @@ class GradientMonitor(keras.callbacks.Callback):
         self._owner = owner
         self._watched, self._sites, self._variables = watched, sites, variables
         self._fit_started = False
+        self._fit_records = 0
         self._window_steps = 0
         self._executions = 0  # train function calls since the last record
         self._epoch_calls = 0
@@ -333,11 +392,14 @@ class GradientMonitor(keras.callbacks.Callback):
             return
         self._fit_started = True
         steps = self._epoch_steps()
+        self._image_every = self._picture_spacing(epoch, steps)
         if epoch > 0 and steps:  # a resumed (BackupAndRestore) fit
             self._step = epoch * steps
             self.history = [r for r in self.history if r["step"] <= self._step]
             if self._writes:  # the steps after the backup are written again
-                writer_lib.truncate_after(self.log_dir, self._step)
+                writer_lib.truncate_after(
+                    self.events_dir, epoch - 1 if self.update_freq == "epoch" else self._step
+                )
 
     def on_train_batch_end(self, batch, logs=None):
         if self.update_freq == "epoch":
@@ -517,10 +579,15 @@ class GradientMonitor(keras.callbacks.Callback):
             self._prev = snapshot
         self._count = count
         self._records.append(record)
+        self._fit_records += 1
         if self._writes:
             if self._events is None:
-                self._events = events.EventFile(self.log_dir)
-            self._events.write_record(record, image=self.write_images)
+                self._events = events.EventFile(self.events_dir)
+            picture = bool(self.write_images) and self._fit_records % self._image_every == 0
+            self._events.write_record(
+                record, image=picture, step=self._event_step(record), rows=self._profile_rows()
+            )
+            self._unpictured = None if picture or not self.write_images else record
         self._report(record)
 
     def _report(self, record):
@@ -532,7 +599,36 @@ class GradientMonitor(keras.callbacks.Callback):
             warnings.warn(line, UserWarning, stacklevel=4)
             lines.append(f"- **{event}**: {line[len('GradientMonitor: '):]}")
         if lines and self._writes:
-            self._events.write_text("diagnosis", "\n".join(lines), record["step"], diagnosis_lib.DESCRIPTION)
+            self._events.write_text(
+                "diagnosis", "\n".join(lines), self._event_step(record), diagnosis_lib.DESCRIPTION
+            )
+
+    def _event_step(self, record):
+        """A record's step in the event files: Keras's for its summaries,
+        the epoch (`update_freq="epoch"`) or the training step."""
+        return record["epoch"] if self.update_freq == "epoch" else record["step"]
+
+    def _picture_spacing(self, epoch, steps):
+        """Every how many records of this fit a picture is written
+        (`write_images`; the fit's last record gets one too, at `close`)."""
+        if not isinstance(self.write_images, bool):
+            return self.write_images
+        epochs = max(int((self.params or {}).get("epochs", 1)) - epoch, 1)
+        if self.update_freq == "epoch":
+            records = epochs
+        elif steps:
+            records = -(-epochs * steps // self.update_freq)
+        else:
+            return 1
+        return max(-(-records // MAX_PICTURES), 1)
+
+    def _profile_rows(self):
+        """The depth profile's rows (`plots.depth_rows`) of the watched
+        layers: each layer with watched weights with its activation site."""
+        layout = self._layout
+        weighted = {owner for *_, owner, _ in layout.variables}
+        sites = {name for *_, name in layout.sites}
+        return plots.depth_rows(layout.layer_names, weighted, sites)
 
     def _warn_once(self, key, message):
         if key not in self._warned:

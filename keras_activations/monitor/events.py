@@ -11,7 +11,8 @@ histogram plugin's TF2 format), images `[width, height, png]` strings and
 texts (the diagnosis) scalar string tensors of Markdown (the text
 plugin's).
 Plugin metadata goes only with a tag's first value in a file (all that
-TensorBoard reads).
+TensorBoard reads). A file starts with the custom-scalars layout
+(`dashboard.py`).
 """
 
 import os
@@ -31,12 +32,15 @@ from tensorboard.plugins.scalar import metadata as scalar_metadata
 from tensorboard.plugins.text import metadata as text_metadata
 
 from keras_activations.monitor import plots
+from keras_activations.monitor import dashboard
 from keras_activations.monitor.record import LAYER_SCALARS
+from keras_activations.monitor.record import VARIABLE_SCALARS
 
 SUFFIX = ".gradient_monitor"
 IMAGE_DESCRIPTION = (
-    "Gradient norm (log scale), dead fraction and activation mean against "
-    "layer depth (input at the left)."
+    "One row per layer, input at the top (a layer's weights and its "
+    "activation together): gradient norm (log scale), dead fraction, "
+    "activation mean (and update ratio, log scale), each with its value."
 )
 _FILES = 0  # files opened by this process (part of the file name)
 
@@ -52,12 +56,7 @@ def scalars(record):
     out = []
     if record["global_norm"] is not None:
         out.append(("gradient_norm/global", record["global_norm"]))
-    for key, figure in (
-        ("gradient_norm", "norm"),
-        ("nonfinite_gradients", "nonfinite"),
-        ("update_ratio", "update_ratio"),
-        ("weight_norm", "weight_norm"),
-    ):
+    for key, figure in VARIABLE_SCALARS:
         for path, entry in record["variables"].items():
             if entry[figure] is not None:
                 out.append((f"{key}/{path}", entry[figure]))
@@ -83,19 +82,6 @@ def histograms(record):
     return out
 
 
-def depth_picture(record):
-    """The record's depth profile (`plots.depth_profiles`) as palette
-    indices."""
-    items = sorted(record["layers"].values(), key=lambda e: e["depth"])
-
-    def row(key):
-        return [[np.nan if e[key] is None else e[key] for e in items]]
-
-    return plots.depth_profiles(
-        row("gradient_norm"), row("dead_fraction"), row("activation_mean")
-    )[0]
-
-
 class EventFile:
     """A new event file in `log_dir`, appended one record at a time.
 
@@ -103,9 +89,11 @@ class EventFile:
         log_dir: Existing, writable directory.
         flush_secs: Flush when this many seconds passed since the last
             flush (checked at each write), and at `close`.
+        layout: Whether the file starts with the custom-scalars layout
+            (`dashboard.layout`, at step 0).
     """
 
-    def __init__(self, log_dir, flush_secs=2.0):
+    def __init__(self, log_dir, flush_secs=2.0, layout=True):
         import tensorflow as tf
 
         global _FILES
@@ -127,6 +115,9 @@ class EventFile:
             ),
         )
         self._writer.write(first.SerializeToString())
+        if layout:
+            event = event_pb2.Event(wall_time=time.time(), step=0, summary=dashboard.summary())
+            self._writer.write(event.SerializeToString())
         self.flush()
 
     def _summary(self, scalar_tags, histogram_shapes, image):
@@ -169,33 +160,50 @@ class EventFile:
             self._key, self._cached = key, summary
         return summary
 
-    def write_record(self, record, image=True, wall_time=None):
-        """Appends one event with every value of `record`."""
+    def write_record(self, record, image=True, wall_time=None, step=None, rows=None):
+        """Appends one event with every value of `record`.
+
+        Args:
+            record: One record (`record.Layout.record`).
+            image: Whether to add the `depth_profile` picture.
+            wall_time: The event's time; defaults to now.
+            step: The event's step; defaults to the record's `step`.
+            rows: The picture's rows (`plots.depth_rows`), or `None` to
+                derive them from the record.
+        """
         scalar_values = scalars(record)
         hists = histograms(record)
-        rows = [
+        tables = [
             np.stack([h["edges"][:-1], h["edges"][1:], h["counts"].astype(np.float64)], axis=-1)
             for _, h in hists
         ]
         image = bool(image and record["layers"])
         summary = self._summary(
-            tuple(t for t, _ in scalar_values), tuple((t, r.shape) for (t, _), r in zip(hists, rows)), image
+            tuple(t for t, _ in scalar_values), tuple((t, r.shape) for (t, _), r in zip(hists, tables)), image
         )
         values = summary.value
         for k, (_, v) in enumerate(scalar_values):
             values[k].tensor.float_val[0] = v
         n = len(scalar_values)
-        for k, r in enumerate(rows):
+        for k, r in enumerate(tables):
             values[n + k].tensor.tensor_content = r.tobytes()
         if image:
-            picture = depth_picture(record)
-            height, width = picture.shape
-            tensor = values[n + len(rows)].tensor
-            del tensor.string_val[:]
-            tensor.string_val.extend([str(width).encode(), str(height).encode(), png(picture, plots.PALETTE)])
+            _fill_image(values[n + len(tables)].tensor, record, rows)
+        self._write(summary, record, step, wall_time)
+
+    def write_image(self, record, step=None, rows=None, wall_time=None):
+        """Appends one event with only `record`'s picture (arguments as for
+        `write_record`)."""
+        if not record["layers"]:
+            return
+        summary = self._summary((), (), True)
+        _fill_image(summary.value[0].tensor, record, rows)
+        self._write(summary, record, step, wall_time)
+
+    def _write(self, summary, record, step, wall_time):
         event = event_pb2.Event(
             wall_time=time.time() if wall_time is None else float(wall_time),
-            step=int(record["step"]),
+            step=int(record["step"] if step is None else step),
             summary=summary,
         )
         self._writer.write(event.SerializeToString())
@@ -228,6 +236,14 @@ class EventFile:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+def _fill_image(tensor, record, rows):
+    """Sets an image tensor (`[width, height, png]`) to `record`'s picture."""
+    picture = plots.depth_profile(record, rows)
+    height, width = picture.shape
+    del tensor.string_val[:]
+    tensor.string_val.extend([str(width).encode(), str(height).encode(), png(picture, plots.PALETTE)])
 
 
 def _chunk(kind, data):

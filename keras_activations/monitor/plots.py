@@ -1,143 +1,248 @@
-"""The depth-profile picture of a record, drawn with NumPy.
+"""The depth-profile picture of a record: one row per layer, drawn with NumPy.
 
-Three stacked panels with one bar per watched layer, input at the left:
+Rows go from the input (top) to the output (bottom); a layer with weights
+and its activation site are one row (`depth_rows`). One column per figure,
+each a *data bar* (as in a spreadsheet): a light bar whose length shows the
+value on the column's scale (printed under its title), with the value
+printed over it:
 
-1. gradient norm on a log scale (blue; grey lines at every power of ten),
-2. dead fraction from 0 to 1 (red; grey lines at 0.25, 0.5, 0.75),
-3. activation mean, around a zero line (green; bars up for positive).
+1. gradient norm, on a log scale (blue),
+2. dead fraction, from 0 to 1 (red),
+3. activation mean, left or right of a zero line, scaled to the largest
+   |mean| (green),
+4. update ratio, on a log scale (purple), when the record holds it.
 
-A missing value (a layer without weights or without an activation site) is
-a short grey tick. `depth_profiles` draws the pictures of many records at
-once with whole-array NumPy operations (as palette indices, which encode
-to a palette PNG about 2x faster than RGB), so a picture is written with
-every record; `plot_record` draws the same figure with matplotlib, with
-labels, for notebooks and reports.
+A missing value (a layer without weights, or without an activation site)
+is printed as `-`; a non-finite one as `nan` or `inf`, without a bar. With
+compare's layer names the picture is about 340 pixels wide: TensorBoard's
+image cards show it at its size. `depth_profile` draws it as palette
+indices (a palette PNG encodes about 2x faster than RGB, and is smaller);
+its text comes from a glyph atlas (`font.py`). `plot_record` draws the same
+figure with matplotlib, for notebooks and reports.
 """
+
+import math
 
 import numpy as np
 
-_BG = (255, 255, 255)
-_GRID = (220, 220, 220)
-_AXIS = (90, 90, 90)
-_MISSING = (170, 170, 170)
-_COLORS = ((31, 119, 180), (214, 39, 40), (44, 160, 44))
-_SPACE = 4  # white rows between panels
-# The picture's colours, by index (`depth_profiles`): a palette PNG of these
-# encodes about 2x faster than the RGB picture (`events.png`), and is smaller.
-PALETTE = np.array((_BG, _GRID, _AXIS, _MISSING) + _COLORS, np.uint8)
-_BG_I, _GRID_I, _AXIS_I, _MISSING_I, _COLOR_I = 0, 1, 2, 3, 4
+from keras_activations.monitor import font
+
+# (record key, title, scale) of each panel, left to right; a panel is drawn
+# when the record's layers hold its key.
+PANELS = (
+    ("gradient_norm", "gradient norm", "log"),
+    ("dead_fraction", "dead fraction", "fraction"),
+    ("activation_mean", "activation mean", "signed"),
+    ("update_ratio", "update ratio", "log"),
+)
+_NAME_CHARS = (6, 16)  # the label column's width in characters, at least and at most
+_BAR_CHARS = 10  # a column's width, in character cells
+_INK = (35, 35, 35)
+_BASES = (
+    (255, 255, 255),  # background
+    (110, 110, 110),  # zero line
+    (174, 199, 232),  # the panels' bars, light: the text over them stays dark
+    (255, 152, 150),
+    (152, 223, 138),
+    (197, 176, 213),
+)
+_DARK = ((31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189))  # plot_record's bars
+BG, AXIS, COLOR = 0, 1, 2  # bases; a pixel's palette index is base * font.LEVELS + text level
+# Palette: for each base colour, its blend towards the ink at each coverage
+# level of the text drawn over it (`font.render` gives the levels).
+PALETTE = np.rint(
+    np.array(_BASES, np.float64)[:, None, :]
+    + (np.array(_INK, np.float64) - np.array(_BASES, np.float64)[:, None, :])
+    * (np.arange(font.LEVELS) / (font.LEVELS - 1))[None, :, None]
+).astype(np.uint8).reshape(-1, 3)
 
 
-def _panel_geometry(values, kind, height):
-    """Per record of one panel: `(grid, base, top)`: a `[B, height]` mask
-    of its grid rows, its axis row `[B]` and each bar's unrounded top
-    `[B, n]` (rows count down from 0 at the top)."""
-    b = values.shape[0]
-    rows = np.arange(height)
-    present = np.isfinite(values)
-    grid = np.zeros((b, height), bool)
-    if kind == "log":
-        pos = present & (values > 0)
-        logs = np.log10(np.where(pos, values, 1.0))
-        some = pos.any(axis=1)
-        lo = np.where(some, np.floor(np.min(logs, axis=1, where=pos, initial=np.inf)), -1.0)
-        hi = np.where(some, np.ceil(np.max(logs, axis=1, where=pos, initial=-np.inf)), 0.0)
-        hi = np.where(hi == lo, lo + 1.0, hi)
-        span = (hi - lo)[:, None]
-        powers = lo[:, None] + np.arange(int(np.max(hi - lo, initial=0)) + 1)[None, :]
-        at = np.round((hi[:, None] - powers) / span * (height - 1)).astype(np.int64)
-        record, k = np.nonzero(powers <= hi[:, None])
-        grid[record, at[record, k]] = True
-        top = np.where(pos, (hi[:, None] - logs) / span * (height - 1), height - 1)
-        base = np.full(b, height - 1)
-    elif kind == "fraction":
-        for f in (0.25, 0.5, 0.75):
-            grid[:, int(round((1 - f) * (height - 1)))] = True
-        top = (1 - np.clip(values, 0.0, 1.0)) * (height - 1)
-        base = np.full(b, height - 1)
-    else:
-        scale = np.max(np.abs(values), axis=1, where=present, initial=1e-12)
-        base = np.full(b, (height - 1) // 2)
-        top = base[:, None] - values / scale[:, None] * base[:, None]
-    return grid, base, top
+def depth_rows(names, weighted, sites):
+    """The rows of the depth profile: each layer with weights together with
+    its activation site.
 
-
-def depth_profiles(
-    gradient_norm, dead_fraction, activation_mean, bar=16, gap=6, height=64
-):
-    """Draws the depth profiles of many records at once, as palette indices.
+    A layer with weights and an activation (`Dense(activation="relu")`) is
+    one row; so is a layer with weights and no activation followed by a
+    layer with an activation and no weights (`Dense` then `Activation`).
+    Any other layer is a row of its own; a layer with neither is left out.
 
     Args:
-        gradient_norm: `[records, layers]` values in depth order, NaN where
-            a value is missing.
-        dead_fraction: Like `gradient_norm`.
-        activation_mean: Like `gradient_norm`.
-        bar: Bar width in pixels.
-        gap: Gap between bars in pixels.
-        height: Height of each of the three panels in pixels.
+        names: Layer names in depth order (input to output).
+        weighted: Names of the layers with watched weights.
+        sites: Names of the layers with an activation site.
 
     Returns:
-        A `uint8` array `[records, 3 * height + 8, width]` of indices into
-        `PALETTE` (`width` is `max(gap + layers * (bar + gap), 64)`).
+        A list of `(label, weights, site)`: the row's label, the name of its
+        layer with weights and of its layer with the site (`None` for none).
+
+    Example:
+
+    >>> depth_rows(["d1", "act1", "d2"], {"d1", "d2"}, {"act1"})
+    [('d1+act1', 'd1', 'act1'), ('d2', 'd2', None)]
     """
-    panels = [
-        np.asarray(v, np.float64).reshape(np.shape(gradient_norm))
-        for v in (gradient_norm, dead_fraction, activation_mean)
-    ]
-    b, n = panels[0].shape
-    width = max(gap + max(n, 1) * (bar + gap), 64)
-    out = np.full((b, 3 * height + 2 * _SPACE, width), _BG_I, np.uint8)  # spacers
-    rows = np.arange(height)
-    for p, (values, kind) in enumerate(zip(panels, ("log", "fraction", "mean"))):
-        grid, base, top = _panel_geometry(values, kind, height)
-        present = np.isfinite(values)
-        end = np.round(np.where(present, top, 0.0)).astype(np.int64)
-        base = base[:, None]
-        y0 = np.where(present, np.minimum(end, base), base - 2)[:, None, :]
-        y1 = np.where(present, np.maximum(end, base), base)[:, None, :]
-        colour = np.where(present, _COLOR_I + p, _MISSING_I)[:, None, :]
-        ground = np.where(grid, _GRID_I, _BG_I).astype(np.uint8)
-        ground[rows[None, :] == base] = _AXIS_I  # [B, height]
-        inside = (rows[None, :, None] >= y0) & (rows[None, :, None] <= y1)
-        panel = out[:, p * (height + _SPACE) : p * (height + _SPACE) + height]
-        panel[...] = ground[:, :, None]
-        if n:  # bar i's columns start at gap + i * (bar + gap)
-            slots = panel[:, :, gap : gap + n * (bar + gap)]
-            slots = slots.reshape(b, height, n, bar + gap)  # a view
-            slots[..., :bar] = np.where(inside, colour, ground[:, :, None])[..., None]
+    rows = []
+    for name in names:
+        has_weights, has_site = name in weighted, name in sites
+        if not (has_weights or has_site):
+            continue
+        if has_site and not has_weights and rows and rows[-1][1] is not None and rows[-1][2] is None:
+            weights = rows[-1][1]
+            rows[-1] = (f"{weights}+{name}", weights, name)
+        else:
+            rows.append((name, name if has_weights else None, name if has_site else None))
+    return rows
+
+
+def record_rows(record):
+    """`depth_rows` from a record alone: a layer has weights when it has a
+    gradient norm, an activation site when it has units."""
+    items = sorted(record["layers"].items(), key=lambda kv: kv[1]["depth"])
+    return depth_rows(
+        [name for name, _ in items],
+        {name for name, e in items if e.get("gradient_norm") is not None},
+        {name for name, e in items if e.get("units") is not None},
+    )
+
+
+def row_values(record, rows, key):
+    """One value per row of figure `key` (`None` where missing): of the
+    row's layer with weights, else of its layer with the site."""
+    layers = record["layers"]
+    out = []
+    for _, *names in rows:
+        value = None
+        for name in names:
+            if name is not None and layers.get(name, {}).get(key) is not None:
+                value = float(layers[name][key])
+                break
+        out.append(value)
     return out
 
 
-def depth_profile_values(
-    gradient_norm, dead_fraction, activation_mean, bar=16, gap=6, height=64
-):
-    """Draws the depth profile of one record from per-layer values.
-
-    Args:
-        gradient_norm: One value per layer in depth order, `None` or NaN
-            where missing.
-        dead_fraction: Like `gradient_norm`.
-        activation_mean: Like `gradient_norm`.
-        bar: Bar width in pixels.
-        gap: Gap between bars in pixels.
-        height: Height of each of the three panels in pixels.
-
-    Returns:
-        A `uint8` RGB array of shape `(3 * height + 8, width, 3)`.
-    """
-    values = [
-        [[np.nan if v is None else float(v) for v in panel]]
-        for panel in (gradient_norm, dead_fraction, activation_mean)
-    ]
-    return PALETTE[depth_profiles(*values, bar=bar, gap=gap, height=height)[0]]
+def _sci(v):
+    """`v` in 2 significant digits, as short as it goes: `3.2e-2`, `1.0e3`."""
+    mantissa, exponent = f"{v:.1e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
 
 
-def plot_record(record, axes=None):
-    """Draws a record's depth profile with matplotlib.
+def _text(v, kind):
+    if v is None:
+        return "-"
+    if not math.isfinite(v):
+        return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
+    if kind == "log":
+        return "0" if v == 0 else _sci(v)
+    if kind == "fraction":
+        return f"{v:.2f}"
+    return f"{v:+.2f}" if abs(v) < 99.995 else ("+" if v > 0 else "") + _sci(v)
+
+
+def _range(v):
+    """`v` in 2 significant digits for a scale: `0.76`, `12`, `1.2e3`."""
+    word = f"{v:.2g}"
+    return word if "e" not in word else _sci(v)
+
+
+def _scale(values, kind, length):
+    """`(start, end, axis, label)` of a column: each row's bar as pixel
+    columns `[start, end)` of its `length`, the column of its zero line (or
+    `None`) and its scale as text."""
+    v = np.array([np.nan if x is None else x for x in values], np.float64)
+    finite = np.isfinite(v)
+    start = np.zeros(len(v), np.int64)
+    if kind == "log":
+        positive = finite & (v > 0)
+        logs = np.log10(np.where(positive, v, 1.0))
+        lo = np.floor(logs[positive].min()) if positive.any() else -1.0
+        hi = np.ceil(logs[positive].max()) if positive.any() else 0.0
+        hi = max(hi, lo + 1.0)
+        end = np.where(positive, np.maximum(np.rint((logs - lo) / (hi - lo) * length), 1), 0)
+        return start, end.astype(np.int64), None, f"1e{int(lo)}..1e{int(hi)}"
+    if kind == "fraction":
+        end = np.where(finite, np.rint(np.clip(v, 0.0, 1.0) * length), 0)
+        return start, end.astype(np.int64), None, "0..1"
+    top = np.abs(v[finite]).max() if finite.any() else 0.0
+    top = top if top > 0 else 1.0
+    half = length // 2
+    tip = half + np.rint(np.where(finite, v, 0.0) / top * half).astype(np.int64)
+    start = np.where(tip < half, tip, half + 1)  # the zero line stays visible
+    end = np.where(tip < half, half, tip + 1)
+    return start, end, half, "+/-" + _range(top)
+
+
+def _place(line, column, text):
+    """Writes `text` into the character list `line` from `column` on."""
+    line[column : column + len(text)] = text
+
+
+def depth_profile(record, rows=None):
+    """Draws a record's depth profile as indices into `PALETTE`.
+
+    Every text of the picture sits on a grid of character cells: its lines
+    (title, column titles, scales, one line per row) are rendered in one
+    `font.render` call over the bars, which are drawn as palette bases.
 
     Args:
         record: One `GradientMonitor` record.
-        axes: Three matplotlib axes, or `None` to make a new figure.
+        rows: `depth_rows` of the monitored model, or `None` to pair the
+            record's layers by their figures (`record_rows`).
+
+    Returns:
+        A `uint8` array `[height, width]`: 16 pixels a line (4 header lines,
+        then one per row), `(label + 11 * columns) * 7` pixels wide, at
+        least 259 (336 for three columns and compare's labels,
+        `dense_00+act_00`).
+
+    Example:
+
+    >>> pixels = depth_profile(monitor.history[-1])
+    >>> rgb = PALETTE[pixels]
+    """
+    rows = record_rows(record) if rows is None else list(rows)
+    entries = list(record["layers"].values())
+    panels = [p for p in PANELS if any(p[0] in e for e in entries)]
+    n = len(rows)
+    names = min(max([len(label) for label, _, _ in rows] + [_NAME_CHARS[0]]), _NAME_CHARS[1])
+    width = max(names + (_BAR_CHARS + 1) * len(panels), 37)
+    lines = [[" "] * width for _ in range(4 + n)]
+    _place(lines[0], 0, f"step {record['step']}  epoch {record['epoch']}  (input at the top)")
+    _place(lines[3], 0, "layer")
+    for k, (label, _, _) in enumerate(rows):
+        _place(lines[4 + k], 0, label if len(label) <= names else label[: names - 1] + "~")
+    ch, cw = font.cell()
+    row_h = ch + 3
+    bar = _BAR_CHARS * cw
+    base = np.full((4 + n, row_h, width * cw), BG, np.uint8)
+    for p, (key, title, kind) in enumerate(panels):
+        column = names + 1 + p * (_BAR_CHARS + 1)
+        values = row_values(record, rows, key)
+        start, end, axis, scale = _scale(values, kind, bar)
+        first, _, second = title.partition(" ")
+        _place(lines[1], column, first)
+        _place(lines[2], column, second)
+        _place(lines[3], column + _BAR_CHARS - len(scale), scale)
+        for k, v in enumerate(values):
+            text = _text(v, kind)
+            _place(lines[4 + k], column + _BAR_CHARS - len(text), text)
+        x = column * cw
+        inside = (np.arange(bar) >= start[:, None]) & (np.arange(bar) < end[:, None])  # [n, bar]
+        block = base[4:, 1 : row_h - 1, x : x + bar]
+        block[...] = np.where(inside, np.uint8(COLOR + PANELS.index((key, title, kind))), BG)[:, None, :]
+        if axis is not None:
+            base[4:, :, x + axis] = AXIS
+    text = np.zeros_like(base)
+    text[:, 1 : 1 + ch] = font.render(["".join(line) for line in lines], width, "left")
+    return (base * font.LEVELS + text).reshape((4 + n) * row_h, width * cw)
+
+
+def plot_record(record, axes=None, rows=None):
+    """Draws a record's depth profile with matplotlib: the panels of
+    `depth_profile`, one horizontal bar per row, input at the top.
+
+    Args:
+        record: One `GradientMonitor` record.
+        axes: One matplotlib axes per panel, or `None` to make a new figure.
+        rows: `depth_rows` of the model, or `None` for `record_rows`.
 
     Returns:
         The matplotlib figure.
@@ -149,27 +254,30 @@ def plot_record(record, axes=None):
     """
     import matplotlib.pyplot as plt
 
+    rows = record_rows(record) if rows is None else list(rows)
+    entries = list(record["layers"].values())
+    panels = [p for p in PANELS if any(p[0] in e for e in entries)]
     if axes is None:
-        fig, axes = plt.subplots(3, 1, sharex=True, figsize=(6, 6))
+        fig, axes = plt.subplots(
+            1, len(panels), sharey=True, figsize=(3 * len(panels), 0.35 * len(rows) + 1.5), squeeze=False
+        )
+        axes = axes[0]
     else:
         fig = axes[0].figure
-    items = sorted(record["layers"].items(), key=lambda kv: kv[1]["depth"])
-    names = [name for name, _ in items]
-    x = np.arange(len(items))
-
-    def values(key):
-        return [np.nan if e[key] is None else e[key] for _, e in items]
-
-    axes[0].bar(x, values("gradient_norm"), color="tab:blue")
-    axes[0].set_yscale("log")
-    axes[0].set_ylabel("gradient norm")
-    axes[1].bar(x, values("dead_fraction"), color="tab:red")
-    axes[1].set_ylim(0, 1)
-    axes[1].set_ylabel("dead fraction")
-    axes[2].bar(x, values("activation_mean"), color="tab:green")
-    axes[2].axhline(0, color="grey", lw=0.8)
-    axes[2].set_ylabel("activation mean")
-    axes[2].set_xticks(x, names, rotation=45, ha="right")
-    axes[0].set_title(f"step {record['step']} (epoch {record['epoch']})")
+    y = np.arange(len(rows))
+    for ax, (key, title, kind) in zip(axes, panels):
+        values = np.array([np.nan if v is None else v for v in row_values(record, rows, key)], np.float64)
+        colour = np.asarray(_DARK[PANELS.index((key, title, kind))]) / 255
+        ax.barh(y, np.where(np.isfinite(values), values, np.nan), color=colour)
+        if kind == "log":
+            ax.set_xscale("log")
+        elif kind == "fraction":
+            ax.set_xlim(0, 1)
+        else:
+            ax.axvline(0, color="grey", lw=0.8)
+        ax.set_title(title)
+    axes[0].set_yticks(y, [label for label, _, _ in rows])
+    axes[0].invert_yaxis()
+    fig.suptitle(f"step {record['step']} (epoch {record['epoch']})")
     fig.tight_layout()
     return fig

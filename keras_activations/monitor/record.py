@@ -21,6 +21,14 @@ LAYER_SCALARS = (
     "activation_mean",
     "activation_std",
 )
+# The per-variable figures that are scalars: `(tag prefix, key of the
+# record's variable entry)`, tag `<prefix>/<variable path>`, in order.
+VARIABLE_SCALARS = (
+    ("gradient_norm", "norm"),
+    ("nonfinite_gradients", "nonfinite"),
+    ("update_ratio", "update_ratio"),
+    ("weight_norm", "weight_norm"),
+)
 
 
 def edges(lohi, bins):
