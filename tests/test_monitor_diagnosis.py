@@ -187,7 +187,7 @@ def test_findings_are_warned_written_and_tabled_when_they_begin_and_end(tmp_path
                                         diagnosis_thresholds={"update_ratio_low": None})
     assert [(f.kind, f.layer, f.first_step) for f in findings] == [("dying_units", "h", 1)]
     assert said == [findings[0].describe("began")]
-    acc = event_accumulator.EventAccumulator(str(tmp_path), size_guidance={event_accumulator.TENSORS: 0})
+    acc = event_accumulator.EventAccumulator(monitor.events_dir, size_guidance={event_accumulator.TENSORS: 0})
     acc.Reload()
     texts = acc.Tensors("diagnosis")
     assert [e.step for e in texts] == [2]
