@@ -171,15 +171,16 @@ def test_nan_injected_into_a_layers_input_names_that_layer_and_step():
 
 
 def test_findings_are_warned_written_and_tabled_when_they_begin_and_end(tmp_path):
-    # A finding begins after `records` records and ends at the first without it.
-    records = [_record(1, {"h": {"dead_fraction": 0.5}}), _record(2, {"h": {"dead_fraction": 0.5}}),
-               _record(3, {"h": {"dead_fraction": 0.5}}), _record(4, {"h": {"dead_fraction": 0.0}})]
+    # A finding begins after `records` records and ends after as many
+    # without it; a record without it in between is no end (no flicker).
+    fractions = [0.5, 0.5, 0.0, 0.5, 0.0, 0.0]
+    records = [_record(i + 1, {"h": {"dead_fraction": f}}) for i, f in enumerate(fractions)]
     tracker = diagnosis.Diagnosis(diagnosis.resolve_thresholds())
     events = [[(f.kind, f.layer, e) for f, e in tracker.update(r)] for r in records]
-    assert events == [[], [("dying_units", "h", "began")], [], [("dying_units", "h", "ended")]]
+    assert events == [[], [("dying_units", "h", "began")], [], [], [], [("dying_units", "h", "ended")]]
     (finding,) = tracker.findings
-    assert (finding.first_step, finding.last_step) == (1, 3)
-    assert "ended" in finding.describe("ended") and "steps 1-3" in finding.describe()
+    assert (finding.first_step, finding.last_step) == (1, 4)
+    assert "ended" in finding.describe("ended") and "steps 1-4" in finding.describe()
     # Through the monitor: a warning and a TensorBoard text at each event.
     x, y = _data()
     model = _model(_dead_relu("h"), optimizer=keras.optimizers.SGD(0.0))

@@ -4,8 +4,9 @@ A `Finding` is a condition read from the records (`history`): the figures
 are computed once, in `record.py`; this module only compares them with
 thresholds. A condition is checked at every record; a finding *begins*
 when it has held for `records` consecutive records (the non-finite and
-exploding gradients: at once), and *ends* at the first record where it no
-longer holds. A record that lacks the figure (`None`: no snapshot of the
+exploding gradients: at once), and *ends* once it has not held for as many
+consecutive records (so a figure hovering at a threshold does not
+report it again and again; `last_step` is the last record where it held). A record that lacks the figure (`None`: no snapshot of the
 last step, no applied gradient) leaves a condition as it was, and so does
 a record with non-finite gradients for every condition but that one.
 
@@ -358,14 +359,22 @@ class Diagnosis:
     def _step(self, key, holds, step, needed, evidence, message):
         run = self._runs.get(key)
         if not holds:
-            finding = self._runs.pop(key, {}).get("finding")
-            if finding is None:
+            if run is None:
+                return []
+            finding = run["finding"]
+            run["misses"] += 1
+            # A finding ends once it has not held for as many consecutive
+            # records as it took to begin (no flicker around a threshold).
+            if finding is None or run["misses"] >= needed:
+                del self._runs[key]
+            if finding is None or run["misses"] < needed:
                 return []
             finding.last_step = run["last"]
             return [(finding, "ended")]
         if run is None:
-            run = self._runs[key] = {"first": step, "count": 0, "finding": None}
+            run = self._runs[key] = {"first": step, "count": 0, "misses": 0, "finding": None}
         run["count"] += 1
+        run["misses"] = 0
         run["last"] = step
         if run["finding"] is not None or run["count"] < needed:
             return []

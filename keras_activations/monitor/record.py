@@ -76,12 +76,6 @@ def _norm(sumsq):
     return float(np.sqrt(sumsq)) if np.isfinite(sumsq) else float("nan")
 
 
-def _sumsq(values):
-    """Sum of squares in float64 (elementwise, not float64 BLAS: slow on
-    some builds)."""
-    return float(np.square(values, dtype=np.float64).sum())
-
-
 def _ratio(update_sq, weight_sq):
     """`||update|| / ||weights||`: NaN when either is not finite, `None`
     when the weights are all 0."""
@@ -151,8 +145,8 @@ class Layout:
         ]
 
     def _unpack(self, raw, key):
-        """A packed per-watched-variable vector of `raw` (`cur`, `before`,
-        `weights`) as one float32 array per watched variable."""
+        """A packed per-watched-variable vector of `raw` (`cur`) as one
+        float32 array per watched variable."""
         if not self.variables:
             return []
         packed = np.asarray(raw[key], np.float32)
@@ -208,12 +202,12 @@ class Layout:
                 "activation_std": None,
                 "activation_histogram": None,
             }
-        cur, before, weights = (self._unpack(raw, key) for key in ("cur", "before", "weights"))
+        cur = self._unpack(raw, "cur")
         # The watched variables' change over the window's last step, if it
         # took a snapshot (`before`: the variables as it began).
         last = int(raw["snap_count"]) == count
-        weight_sq = [_sumsq(w) for w in weights]
-        update_sq = [_sumsq(np.subtract(w, b, dtype=np.float64)) for w, b in zip(weights, before)] if last else None
+        weight_sq = [2.0 * float(v) for v in raw.get("weight_sq", ())]  # half sums on the device
+        update_sq = [2.0 * float(v) for v in raw.get("update_sq", ())] if last else None
         per_layer = {}
         for j, i, path, owner, size in self.variables:
             nonfinite = int(round(float(raw["nonfinite"][i])))

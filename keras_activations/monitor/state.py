@@ -28,10 +28,11 @@ optimizer did, weight decay and EMA included). `snap_count` says which
 step it is of.
 
 The record program (`read`, a `tf.function` run in cross-replica context)
-reads everything (the gradient snapshot and the watched variables' values
-included) and resets the window sums; the host computes the figures
-(`record`): norms, the gradient histograms, the cosine with the previous
-record's snapshot and the update ratios.
+reads everything (the gradient snapshot included), sums the squares of the
+watched variables and of their change since `before` (so neither travels
+to the host), and resets the window sums; the host computes the figures (`record`): norms, the gradient
+histograms, the cosine with the previous record's snapshot and the update
+ratios.
 
 Histograms (`histograms`, and `record.histogram` for the gradients on the
 host, the same arithmetic) count finite values in `bins` equal-width
@@ -278,8 +279,13 @@ class State:
         }
         if self.watched:
             out["cur"] = self.cur.read_value()
-            out["before"] = self.before.read_value()
-            out["weights"] = self._watched_values()
+            # Per watched variable: half the sums of squares of its values
+            # and of its change since `before` (`l2_loss`, float32).
+            shape = tf.constant([-1])
+            values = [tf.reshape(tf.cast(self.variables[i][0].value, tf.float32), shape) for i in self.watched]
+            before = tf.split(self.before.read_value(), self.cur_sizes) if len(values) > 1 else [self.before.read_value()]
+            out["weight_sq"] = tf.stack([tf.nn.l2_loss(v) for v in values])
+            out["update_sq"] = tf.stack([tf.nn.l2_loss(v - b) for v, b in zip(values, before)])
         with tf.control_dependencies(list(out.values())):
             resets = [v.assign(tf.zeros_like(v)) for v in (self.nonfinite, self.fired, self.stats)]
         with tf.control_dependencies(resets):
