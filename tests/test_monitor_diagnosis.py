@@ -180,6 +180,14 @@ def test_findings_are_warned_written_and_tabled_when_they_begin_and_end(tmp_path
     assert events == [[], [("dying_units", "h", "began")], [], [], [], [("dying_units", "h", "ended")]]
     (finding,) = tracker.findings
     assert (finding.first_step, finding.last_step) == (1, 4)
+    # A figure hovering at the threshold (10%) is one finding: it ends only
+    # below half the threshold.
+    fractions = [0.12, 0.11, 0.08, 0.12, 0.06, 0.09, 0.07]
+    hover = [_record(i + 1, {"h": {"dead_fraction": f}}) for i, f in enumerate(fractions)]
+    assert _run(hover) == [("dying_units", "h", 1, None)]
+    assert _run(hover + [_record(8, {"h": {"dead_fraction": 0.04}}), _record(9, {"h": {"dead_fraction": 0.0}})]) == [
+        ("dying_units", "h", 1, 7)
+    ]
     assert "ended" in finding.describe("ended") and "steps 1-4" in finding.describe()
     # Through the monitor: a warning and a TensorBoard text at each event.
     x, y = _data()

@@ -4,9 +4,10 @@ A `Finding` is a condition read from the records (`history`): the figures
 are computed once, in `record.py`; this module only compares them with
 thresholds. A condition is checked at every record; a finding *begins*
 when it has held for `records` consecutive records (the non-finite and
-exploding gradients: at once), and *ends* once it has not held for as many
-consecutive records (so a figure hovering at a threshold does not
-report it again and again; `last_step` is the last record where it held). A record that lacks the figure (`None`: no snapshot of the
+exploding gradients: at once), and *ends* once its figure has been back
+past half its threshold (twice, for a lower limit: `_CLEAR`) for as many
+consecutive records, so a figure hovering at a threshold does not begin
+and end it again and again; `last_step` is the last record where it held. A record that lacks the figure (`None`: no snapshot of the
 last step, no applied gradient) leaves a condition as it was, and so does
 a record with non-finite gradients for every condition but that one.
 
@@ -310,6 +311,16 @@ def _nonfinite(record, t, state):
     return {None: (bad, evidence, message)}  # one run for the model; the finding names `layer`
 
 
+# The thresholds a finding under way must be back past to end: half an
+# upper limit, twice a lower one (of the conditions that need `records`).
+_CLEAR = {
+    "dead_fraction": 0.5,
+    "saturation": 0.5,
+    "update_ratio_high": 0.5,
+    "vanishing_ratio": 2.0,
+    "update_ratio_low": 2.0,
+}
+
 _CONDITIONS = {
     "nonfinite_gradients": (_nonfinite, False),  # (condition, needs `records` records)
     "exploding_gradients": (_exploding, False),
@@ -337,6 +348,12 @@ class Diagnosis:
 
     def __init__(self, thresholds):
         self.thresholds = dict(thresholds)
+        # A finding under way holds until its figure is back past half (or
+        # twice) its threshold: a figure hovering at a threshold does not
+        # begin and end it again and again.
+        self._clear = {
+            name: (None if v is None else v * _CLEAR.get(name, 1)) for name, v in self.thresholds.items()
+        }
         self.findings = []
         self._runs = {}  # (kind, layer) -> run of records where it holds
         self._state = {kind: {} for kind in KINDS}
@@ -349,7 +366,11 @@ class Diagnosis:
             condition, persists = _CONDITIONS[kind]
             needed = t["records"] if persists else 1
             checked = condition(record, t, self._state[kind]).items()
+            ongoing = [k for (kind_, k), run in self._runs.items() if kind_ == kind and run["finding"]]
+            cleared = condition(record, self._clear, {}) if persists and ongoing else {}
             for key, (holds, evidence, message) in checked:
+                if key in ongoing and key in cleared:
+                    holds = cleared[key][0]
                 if holds is not None:
                     events += self._step((kind, key), holds, record["step"], needed, evidence, message)
             if kind == "nonfinite_gradients" and any(holds for _, (holds, _, _) in checked):
