@@ -281,8 +281,7 @@ class State:
             out["cur"] = self.cur.read_value()
             # Per watched variable: half the sums of squares of its values
             # and of its change since `before` (`l2_loss`, float32).
-            shape = tf.constant([-1])
-            values = [tf.reshape(tf.cast(self.variables[i][0].value, tf.float32), shape) for i in self.watched]
+            values = self._watched_parts()
             before = tf.split(self.before.read_value(), self.cur_sizes) if len(values) > 1 else [self.before.read_value()]
             out["weight_sq"] = tf.stack([tf.nn.l2_loss(v) for v in values])
             out["update_sq"] = tf.stack([tf.nn.l2_loss(v - b) for v, b in zip(values, before)])
@@ -291,9 +290,14 @@ class State:
         with tf.control_dependencies(resets):
             return {k: tf.identity(v) for k, v in out.items()}
 
+    def _watched_parts(self):
+        """The watched variables' values, each flat float32."""
+        shape = tf.constant([-1])
+        return [tf.reshape(tf.cast(self.variables[i][0].value, tf.float32), shape) for i in self.watched]
+
     def _watched_values(self):
         """The watched variables' values, flat float32, packed like `cur`."""
-        parts = [tf.reshape(tf.cast(self.variables[i][0].value, tf.float32), [-1]) for i in self.watched]
+        parts = self._watched_parts()
         return tf.concat(parts, 0) if len(parts) > 1 else parts[0]
 
     # ---- inside the training step -------------------------------------------
