@@ -254,6 +254,12 @@ def test_rules_on_records():
                   global_norm=nan, variables={"a/kernel": {"nonfinite": 4}})
     good = _record(3, {"a": {"gradient_norm": 1.0}}, variables={"a/kernel": {"nonfinite": 0}})
     assert _run([bad, good]) == [("nonfinite_gradients", "b", 2, 2)]
+    (finding,) = diagnosis.diagnose([bad, good], diagnosis.resolve_thresholds(None))
+    assert "steps 2-2, first at layer 'b' in the backward pass: its gradients are not finite (" in finding.message
+    # No layer's figure is non-finite (only a count): the message names none.
+    counted = _record(2, {"a": {"gradient_norm": 1.0}}, variables={"a/kernel": {"nonfinite": 4}})
+    (finding,) = diagnosis.diagnose([counted], diagnosis.resolve_thresholds(None))
+    assert finding.layer is None and "steps 2-2. What usually helps" in finding.message
 
 
 @pytest.mark.parametrize(

@@ -356,3 +356,36 @@ def test_one_bucket_arithmetic_on_the_device_under_xla_and_on_the_host(jit):
         np.testing.assert_array_equal(c, host["counts"])
         np.testing.assert_array_equal(record.edges(r, 7), host["edges"])
         assert c.sum() == np.isfinite(values).sum()
+
+
+def test_the_traced_step_holds_no_constant_the_size_of_the_model(monkeypatch):
+    # The NaN/inf count per variable finds each gradient element's variable
+    # at run time: a constant of one id per element would put the model's
+    # parameter count into the graph (100 MB for a 25M-parameter model).
+    from tensorflow.python.framework import func_graph
+
+    largest = []
+    create = func_graph.FuncGraph._create_op_internal
+
+    def record(self, op_type, *args, **kwargs):
+        op = create(self, op_type, *args, **kwargs)
+        if op_type == "Const":
+            largest.append(int(np.prod(op.outputs[0].shape)))
+        return op
+
+    monkeypatch.setattr(func_graph.FuncGraph, "_create_op_internal", record)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((300,)), keras.layers.Dense(200, activation="relu"), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
+    x = np.random.RandomState(0).randn(16, 300).astype("float32")
+    x[3, 7] = np.nan  # the count's branch runs, and counts
+    monitor = GradientMonitor(dead_warning_threshold=None)
+    y = np.zeros((16, 1), "float32")
+    model.fit(x, y, batch_size=16, verbose=0, callbacks=[monitor])
+    assert max(largest) < 1000  # 60,200 parameters
+    # The reference, the weights after the one step: SGD with learning
+    # rate 0 moves a weight only where its gradient is NaN/inf (0 * NaN).
+    want = {v.path: int(np.sum(~np.isfinite(v.numpy()))) for v in model.trainable_variables}
+    (record,) = monitor.history
+    assert {path: v["nonfinite"] for path, v in record["variables"].items()} == want
+    assert sum(want.values()) > 0

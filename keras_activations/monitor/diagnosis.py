@@ -297,15 +297,22 @@ def _nonfinite(record, t, state):
     forward = [n for n, e in layers if e.get("activation_mean") is not None and not _finite(e["activation_mean"])]
     backward = [n for n, e in layers if e.get("gradient_norm") is not None and not _finite(e["gradient_norm"])]
     layer = forward[0] if forward else (backward[-1] if backward else None)
-    where = "in the forward pass: its outputs" if forward else "in the backward pass: its gradient"
+    if layer is None:
+        where = ""
+    elif forward:
+        where = f", first at layer {layer!r} in the forward pass: its outputs are not finite"
+    else:
+        where = f", first at layer {layer!r} in the backward pass: its gradients are not finite"
+    if layer is not None:
+        where += (" (the layers after it in depth order are affected in the forward pass, those before it"
+                  " in the backward pass)")
     window = [record["step"] - record["steps"] + 1, record["step"]]
     evidence = {"layer": layer, "nonfinite": {p: c for p, c in counts.items() if c > 0},
                 "global_norm": norm, "window": window, "nonfinite_outputs": forward,
                 "nonfinite_gradients": backward}
     message = (
-        f"gradients turned NaN/inf in steps {window[0]}-{window[1]}, first {where} are not finite "
-        "(the layers after it in depth order are affected in the forward pass, those before it in the "
-        "backward pass). What usually helps: check the data for NaN/inf, a lower learning rate, gradient "
+        f"gradients turned NaN/inf in steps {window[0]}-{window[1]}{where}. What usually helps: check the "
+        "data for NaN/inf, a lower learning rate, gradient "
         "clipping, a numerically safe loss (from_logits=True), or `keras.callbacks.TerminateOnNaN`."
     )
     return {None: (bad, evidence, message)}  # one run for the model; the finding names `layer`

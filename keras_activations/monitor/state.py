@@ -285,10 +285,11 @@ class State:
             before = tf.split(self.before.read_value(), self.cur_sizes) if len(values) > 1 else [self.before.read_value()]
             out["weight_sq"] = tf.stack([tf.nn.l2_loss(v) for v in values])
             out["update_sq"] = tf.stack([tf.nn.l2_loss(v - b) for v, b in zip(values, before)])
-        with tf.control_dependencies(list(out.values())):
-            resets = [v.assign(tf.zeros_like(v)) for v in (self.nonfinite, self.fired, self.stats)]
-        with tf.control_dependencies(resets):
-            return {k: tf.identity(v) for k, v in out.items()}
+        # The resets run after the reads of the same variables: a
+        # `tf.function` orders the ops on one variable as written.
+        for v in (self.nonfinite, self.fired, self.stats):
+            v.assign(tf.zeros(v.shape, v.dtype), read_value=False)
+        return out
 
     def _watched_parts(self):
         """The watched variables' values, each flat float32."""
@@ -353,7 +354,13 @@ class State:
 
             def count_nonfinite():
                 bad = tf.cast(tf.logical_not(tf.math.is_finite(flat)), tf.float64)
-                segment = np.repeat(order, [int(np.prod(grads[i].shape)) for i in order])
+                # Each element's variable, found at run time: a constant
+                # of one id per element would put the model's size into
+                # the graph.
+                ends = np.cumsum([int(np.prod(grads[i].shape)) for i in order]).astype(np.int64)
+                positions = tf.range(ends[-1], dtype=tf.int64)[None]
+                local = tf.raw_ops.UpperBound(sorted_inputs=ends[None], values=positions, out_type=tf.int32)
+                segment = tf.gather(np.asarray(order, np.int32), local[0])
                 counts = tf.math.unsorted_segment_sum(bad, segment, n)
                 with tf.control_dependencies([self.nonfinite.assign_add(counts, read_value=False)]):
                     return tf.constant(True)
