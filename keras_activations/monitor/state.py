@@ -176,6 +176,8 @@ def _site_step(site, x, y, axes, dead_tolerance, saturation_tolerance):
 
 
 def _cat(parts):
+    """The tensors concatenated along axis 0 (no op for one; an empty
+    float32 vector for none)."""
     if not parts:
         return tf.zeros([0])
     return tf.concat(parts, 0) if len(parts) > 1 else parts[0]
@@ -298,8 +300,7 @@ class State:
 
     def _watched_values(self):
         """The watched variables' values, flat float32, packed like `cur`."""
-        parts = self._watched_parts()
-        return tf.concat(parts, 0) if len(parts) > 1 else parts[0]
+        return _cat(self._watched_parts())
 
     # ---- inside the training step -------------------------------------------
 
@@ -350,7 +351,7 @@ class State:
             # the NaN/inf count per variable.
             flat_shape = tf.constant([-1])
             parts = {i: tf.reshape(grads[i], flat_shape) for i in order}
-            flat = tf.concat([parts[i] for i in order], 0) if len(order) > 1 else parts[order[0]]
+            flat = _cat([parts[i] for i in order])
 
             def count_nonfinite():
                 bad = tf.cast(tf.logical_not(tf.math.is_finite(flat)), tf.float64)
@@ -372,7 +373,7 @@ class State:
                         parts[i] if i in parts else tf.zeros([size])
                         for i, size in zip(self.watched, self.cur_sizes)
                     ]
-                    cur = tf.concat(pieces, 0) if len(pieces) > 1 else pieces[0]
+                    cur = _cat(pieces)
                 copies = [self.cur.assign(cur, read_value=False), self.gsnap_count.assign(step, read_value=False)]
                 with tf.control_dependencies(copies):
                     return tf.constant(True)
@@ -491,7 +492,7 @@ class State:
         for k, _, y, _ in calls:
             by_site.setdefault(k, []).append(tf.reshape(y, flat_shape))
         present = sorted(by_site)
-        flats = [tf.concat(by_site[k], 0) if len(by_site[k]) > 1 else by_site[k][0] for k in present]
+        flats = [_cat(by_site[k]) for k in present]
         ranges = None
         if self.replicas > 1 and flats:  # an all-reduce: outside the conditional
             ranges = self._global_ranges(flats)
