@@ -189,7 +189,7 @@ class EventFile:
             values[n + k].tensor.tensor_content = r.tobytes()
         if image:
             _fill_image(values[n + len(tables)].tensor, record, rows)
-        self._write(summary, record, step, wall_time)
+        self._write(summary, record["step"] if step is None else step, wall_time)
 
     def write_image(self, record, step=None, rows=None, wall_time=None):
         """Appends one event with only `record`'s picture (arguments as for
@@ -198,16 +198,17 @@ class EventFile:
             return
         summary = self._summary((), (), True)
         _fill_image(summary.value[0].tensor, record, rows)
-        self._write(summary, record, step, wall_time)
+        self._write(summary, record["step"] if step is None else step, wall_time)
 
-    def _write(self, summary, record, step, wall_time):
+    def _write(self, summary, step, wall_time, flush=False):
+        """Appends one event; flushes when `flush` or `flush_secs` passed."""
         event = event_pb2.Event(
             wall_time=time.time() if wall_time is None else float(wall_time),
-            step=int(record["step"] if step is None else step),
+            step=int(step),
             summary=summary,
         )
         self._writer.write(event.SerializeToString())
-        if time.monotonic() - self._flushed >= self.flush_secs:
+        if flush or time.monotonic() - self._flushed >= self.flush_secs:
             self.flush()
 
     def write_text(self, tag, text, step, description="", wall_time=None):
@@ -220,13 +221,7 @@ class EventFile:
         if tag not in self._seen:
             self._seen.add(tag)
             value.metadata.CopyFrom(text_metadata.create_summary_metadata(display_name=tag, description=description))
-        event = event_pb2.Event(
-            wall_time=time.time() if wall_time is None else float(wall_time),
-            step=int(step),
-            summary=summary,
-        )
-        self._writer.write(event.SerializeToString())
-        self.flush()
+        self._write(summary, step, wall_time, flush=True)
 
     def flush(self):
         self._writer.flush()
